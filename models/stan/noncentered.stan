@@ -1,0 +1,28 @@
+// Eight schools, non-centred parameterisation: theta = mu + tau * theta_tilde.
+functions {
+#include prior_lpdf.stanfunctions
+}
+data {
+  int<lower=2> J;
+  array[J] real y;
+  array[J] real<lower=0> sigma;
+  int<lower=1, upper=3> mu_family;
+  array[2] real mu_args;
+  int<lower=1, upper=5> tau_family;
+  array[2] real tau_args;
+}
+parameters {
+  real<lower=mu_lower_bound(mu_family, mu_args), upper=mu_upper_bound(mu_family, mu_args)> mu;
+  real<lower=tau_lower_bound(tau_family, tau_args), upper=tau_upper_bound(tau_family, tau_args)> tau;
+  array[J] real theta_tilde;
+}
+transformed parameters {
+  array[J] real theta;
+  for (j in 1:J) theta[j] = mu + tau * theta_tilde[j];
+}
+model {
+  mu ~ mu_prior(mu_family, mu_args);
+  tau ~ tau_prior(tau_family, tau_args);
+  theta_tilde ~ std_normal();
+  y ~ normal(theta, sigma);
+}
