@@ -65,6 +65,8 @@ def log_density(data: SchoolsData, prior: Prior, param: str, point: Mapping[str,
     lp = prior_logpdf(prior.mu, mu)
     if not prior.tau_fixed:
         lp += prior_logpdf(prior.tau, tau)
+    if lp == -np.inf:  # outside the prior's support: the rest may not even be defined (tau < 0)
+        return lp
     if param == "centered":
         theta = np.asarray(point["theta"], dtype=float)
         lp += float(np.sum(stats.norm.logpdf(theta, mu, tau)))
