@@ -10,7 +10,7 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["tests", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
-if sys.version_info < (3, 12):
+if sys.version_info < (3, 12):  # noqa: UP036 - nox itself may run on an older Python
     raise SystemExit(
         f"nox is running on Python {sys.version.split()[0]}; this project needs Python >= 3.12 "
         "(PyMC 6, NumPy 2.5, JAX and ArviZ 1.x require it): install nox with a Python >= 3.12"

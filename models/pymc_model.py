@@ -1,0 +1,60 @@
+"""The PyMC translation of the specification in :mod:`models.logdensity`.
+
+One function builds the model for (data, prior, parameterisation). PyMC is imported inside it so
+that ``models`` stays importable without PyMC.
+"""
+
+from __future__ import annotations
+
+from .data import SchoolsData
+from .logdensity import check_parameterization
+from .priors import Dist, Prior
+
+__all__ = ["build_model"]
+
+
+def _mu(dist: Dist):
+    import pymc as pm
+
+    if dist.family == "flat":
+        return pm.Flat("mu")
+    if dist.family == "normal":
+        return pm.Normal("mu", mu=dist["loc"], sigma=dist["scale"])
+    if dist.family == "uniform":  # interval transform (PyMC's default for Uniform)
+        return pm.Uniform("mu", lower=dist["lower"], upper=dist["upper"])
+    raise ValueError(f"mu prior family = {dist.family!r}: no PyMC translation")
+
+
+def _tau(dist: Dist):
+    import pymc as pm
+
+    if dist.family == "fixed":  # data, not a parameter: it lands in constant_data
+        return pm.Data("tau", dist["value"])
+    if dist.family == "flat":
+        return pm.HalfFlat("tau")
+    if dist.family == "uniform":
+        return pm.Uniform("tau", lower=dist["lower"], upper=dist["upper"])
+    if dist.family == "half_cauchy":
+        return pm.HalfCauchy("tau", beta=dist["scale"])
+    if dist.family == "half_normal":
+        return pm.HalfNormal("tau", sigma=dist["scale"])
+    if dist.family == "lognormal":
+        return pm.LogNormal("tau", mu=dist["mu"], sigma=dist["sigma"])
+    raise ValueError(f"tau prior family = {dist.family!r}: no PyMC translation")
+
+
+def build_model(data: SchoolsData, prior: Prior, param: str):
+    """The eight-schools ``pm.Model``: free variables mu, tau (unless fixed), theta | theta_tilde."""
+    import pymc as pm
+
+    check_parameterization(param)
+    with pm.Model(coords={"school": list(data.school)}) as model:
+        mu = _mu(prior.mu)
+        tau = _tau(prior.tau)
+        if param == "centered":
+            theta = pm.Normal("theta", mu=mu, sigma=tau, dims="school")
+        else:
+            theta_tilde = pm.Normal("theta_tilde", mu=0.0, sigma=1.0, dims="school")
+            theta = pm.Deterministic("theta", mu + tau * theta_tilde, dims="school")
+        pm.Normal("y", mu=theta, sigma=data.sigma_array, observed=data.y_array, dims="school")
+    return model
