@@ -32,4 +32,4 @@ def write_json(path: Path, obj: Any) -> Path:
 
 
 def write_netcdf(draws, path: Path) -> Path:
-    return _atomic(path, lambda p: draws.to_netcdf(p, engine="h5netcdf"))
+    return _atomic(path, lambda p: draws.to_netcdf(p))

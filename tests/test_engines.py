@@ -109,6 +109,7 @@ def _check_layout(result: RunResult, prior, param, settings):
     assert m["dtype"] == "float64"
 
 
+@pytest.mark.samples
 @pytest.mark.parametrize("param", PARAMETERIZATIONS)
 def test_short_fit_returns_the_common_layout(engine_name, param):
     prior = PRESETS["default"]
@@ -117,12 +118,14 @@ def test_short_fit_returns_the_common_layout(engine_name, param):
     assert result.manifest["engine"] == engine_name
 
 
+@pytest.mark.samples
 def test_short_fit_with_tau_fixed(engine_name):
     prior = PRESETS["notebook-tau8"]
     result = get_engine(engine_name).run(RUBIN, prior, "centered", SHORT)
     _check_layout(result, prior, "centered", SHORT)
 
 
+@pytest.mark.samples
 def test_same_seed_same_draws_other_seed_other_draws(engine_name):
     engine = get_engine(engine_name)
     prior = PRESETS["default"]

@@ -16,6 +16,10 @@ ENGINES: dict[str, str] = {
     "numpyro": "benchmarks.engines.numpyro_engine",
     "pystan": "benchmarks.engines.pystan_engine",
     "cmdstanpy": "benchmarks.engines.cmdstanpy_engine",
+    # the PyMC model with other NUTS samplers, through pm.sample(nuts_sampler=...)
+    "pymc-nutpie": "benchmarks.engines.pymc_nutpie_engine",
+    "pymc-numpyro": "benchmarks.engines.pymc_numpyro_engine",
+    "pymc-blackjax": "benchmarks.engines.pymc_blackjax_engine",
 }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import time
@@ -14,16 +13,12 @@ from models import Prior, SchoolsData
 from models.logdensity import check_parameterization
 from models.numpyro_model import build_model
 
+from ._jax_common import COMPILE_EVENTS as _COMPILE_EVENTS
+from ._jax_common import compile_spans as _compile_spans
+from ._jax_common import jax  # None when JAX is missing; imported with float64 enabled
+from ._jax_common import union_length as _union_length
 from .base import RunResult, Settings, Timings, base_manifest, check_run_args
 from .convert import point_arrays, to_datatree, tree_depth_from_steps
-
-try:
-    import jax
-except ImportError:  # availability() says so
-    jax = None
-else:
-    # float64 everywhere, as in the other engines; must be set before any JAX array exists.
-    jax.config.update("jax_enable_x64", True)
 
 # "vectorized" (one vmapped XLA program runs all chains in lock-step) vs "sequential" (one chain after
 # another, each compiling its own loop), measured by this engine, alternating, three runs each: Rubin's
@@ -36,13 +31,6 @@ CHAIN_METHOD = "vectorized"
 INIT = "init_to_uniform(radius=2)"
 FIELDS = ("diverging", "num_steps", "energy", "potential_energy", "adapt_state.step_size", "accept_prob")
 
-# JAX reports each trace, lowering and XLA compilation as a time span (jax.monitoring); nested
-# traces overlap, so compile time is the length of the union of those spans.
-_COMPILE_EVENTS = (
-    "/jax/core/compile/jaxpr_trace_duration",
-    "/jax/core/compile/jaxpr_to_mlir_module_duration",
-    "/jax/core/compile/backend_compile_duration",
-)
 TIMING_METHOD = (
     "mcmc.warmup() then mcmc.run() from the post-warmup state, each timed to block_until_ready. "
     "NumPyro traces and compiles inside both calls (every call builds a fresh jitted loop), so JAX's "
@@ -57,34 +45,6 @@ def availability() -> str | None:
     if jax is None or importlib.util.find_spec("numpyro") is None:
         return "numpyro/jax is not installed: pip install 'eight-schools-ppl[numpyro]'"
     return None
-
-
-@contextlib.contextmanager
-def _compile_spans():
-    """Collects (start, end) of every JAX compile event while active."""
-    spans: list[tuple[float, float]] = []
-
-    def listener(event: str, start: float, end: float, **_kw) -> None:
-        if event in _COMPILE_EVENTS:
-            spans.append((start, end))
-
-    jax.monitoring.register_event_time_span_listener(listener)
-    try:
-        yield spans
-    finally:
-        jax.monitoring.unregister_event_time_span_listener(listener)
-
-
-def _union_length(spans: list[tuple[float, float]]) -> float:
-    total, cur_start, cur_end = 0.0, None, None
-    for start, end in sorted(spans):
-        if cur_end is None or start > cur_end:
-            if cur_end is not None:
-                total += cur_end - cur_start
-            cur_start, cur_end = start, end
-        else:
-            cur_end = max(cur_end, end)
-    return total + (cur_end - cur_start if cur_end is not None else 0.0)
 
 
 def run(data: SchoolsData, prior: Prior, param: str, settings: Settings) -> RunResult:

@@ -60,10 +60,27 @@ def _phase_times(tune, draws) -> tuple[float, float, float, float]:
     return first, inference, warmup, inference - warmup
 
 
+def posterior_arrays(idata) -> dict[str, np.ndarray]:
+    """mu, tau (unless fixed: then it is pm.Data), theta and theta_tilde from pm.sample's posterior;
+    shared with the engines that run other NUTS samplers through pm.sample (pymc_external.py)."""
+    post = idata["posterior"].dataset
+    return {k: post[k].values for k in ("mu", "tau", "theta", "theta_tilde") if k in post}
+
+
+def pytensor_manifest() -> dict:
+    """PyTensor's version, default linker and float type, for every engine that runs the PyMC model."""
+    import pytensor
+
+    return {
+        "pytensor_version": pytensor.__version__,
+        "pytensor_linker": type(pytensor.compile.mode.get_default_mode().linker).__name__,
+        "pytensor_floatX": pytensor.config.floatX,
+    }
+
+
 def run(data: SchoolsData, prior: Prior, param: str, settings: Settings) -> RunResult:
     check_run_args(data, prior, param, settings)
     import pymc as pm
-    import pytensor
 
     t0 = time.perf_counter()
     model = build_model(data, prior, param)
@@ -92,9 +109,9 @@ def run(data: SchoolsData, prior: Prior, param: str, settings: Settings) -> RunR
         idata["warmup_sample_stats"].dataset if "warmup_sample_stats" in idata.children else None,
         idata["sample_stats"].dataset,
     )
-    post, ss = idata["posterior"].dataset, idata["sample_stats"].dataset
+    ss = idata["sample_stats"].dataset
     draws = to_datatree(
-        {k: post[k].values for k in ("mu", "tau", "theta", "theta_tilde") if k in post},
+        posterior_arrays(idata),
         {
             "diverging": ss["diverging"].values,  # per draw; PyMC's `divergences` is cumulative
             "tree_depth": ss["tree_depth"].values,
@@ -116,8 +133,7 @@ def run(data: SchoolsData, prior: Prior, param: str, settings: Settings) -> RunR
     )
     manifest = base_manifest(
         "pymc", "pymc", pm.__version__, data, prior, param, settings,
-        pytensor_version=pytensor.__version__,
-        pytensor_linker=type(pytensor.compile.mode.get_default_mode().linker).__name__,
+        **pytensor_manifest(),
         sampler="pymc NUTS",
         init=INIT,
         mass_matrix="diagonal, adapted (PyMC windowed running variance)",
