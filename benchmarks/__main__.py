@@ -43,10 +43,21 @@ def parser() -> argparse.ArgumentParser:
     _add_model_args(run)
     _add_settings_args(run)
     run.add_argument("--out", type=Path, help="write the draws as NetCDF (ArviZ layout)")
-    cmp_ = sub.add_parser("compare", help="every available engine x both parameterisations, one table")
+    cmp_ = sub.add_parser("compare", help="the main job: every engine x both parameterisations, 3 seeds, report")
     cmp_.add_argument("--engines", help="comma-separated subset of engines")
-    _add_model_args(cmp_)
-    _add_settings_args(cmp_)
+    cmp_.add_argument("--seeds", type=int, help="number of seeds (default: the config's)")
+    cmp_.add_argument("--out", type=Path, default=Path("results/compare"))
+    mat = sub.add_parser("matrix", help="run a benchmark matrix from a TOML file")
+    mat.add_argument("config", type=Path)
+    mat.add_argument("--engines", help="comma-separated subset of engines")
+    mat.add_argument("--seeds", type=int, help="use seeds 1..N instead of the config's")
+    mat.add_argument("--run-id", help="results/<run-id> (default: the config's file name)")
+    mat.add_argument("--results", type=Path, default=Path("results"))
+    mat.add_argument("--resume", action="store_true", help="keep finished records and run the rest")
+    mat.add_argument("--timeout", type=float, default=600.0, help="per-run limit in seconds")
+    mat.add_argument("--latest", action="store_true", help="point results/latest at this run when it ends")
+    rep = sub.add_parser("report", help="write REPORT.md for results/<run-id>")
+    rep.add_argument("run_dir", type=Path)
     return ap
 
 
@@ -79,21 +90,44 @@ def _cmd_run(a: argparse.Namespace) -> int:
     return 0
 
 
+def _engines(a: argparse.Namespace) -> list[str] | None:
+    return a.engines.split(",") if a.engines else None
+
+
 def _cmd_compare(a: argparse.Namespace) -> int:
     from .compare import compare
 
-    engines = a.engines.split(",") if a.engines else None
-    data = load_data(a.data) if a.data else rubin()
-    prior = make_prior(a.prior, a.mu_prior, a.tau_prior)
-    return compare(data=data, prior=prior, settings=_settings(a), engines=engines)
+    return compare(out=a.out, engines=_engines(a), seeds=a.seeds)
+
+
+def _cmd_matrix(a: argparse.Namespace) -> int:
+    from .compare import progress_printer
+    from .matrix import load_config, point_latest, run_matrix
+    from .report import render
+
+    sections = load_config(a.config, engines=_engines(a), seeds=a.seeds)
+    run_dir = a.results / (a.run_id or a.config.stem)
+    records = run_matrix(sections, run_dir, resume=a.resume, timeout_s=a.timeout, progress=progress_printer())
+    print(f"report: {render(run_dir)}")
+    if a.latest:
+        point_latest(a.results, run_dir)
+    return 0 if any(not r.get("error") for r in records) else 1
+
+
+def _cmd_report(a: argparse.Namespace) -> int:
+    from .report import render
+
+    print(render(a.run_dir))
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "compare": _cmd_compare, "matrix": _cmd_matrix, "report": _cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
     try:
-        if a.command == "run":
-            return _cmd_run(a)
-        return _cmd_compare(a)
+        return COMMANDS[a.command](a)
     except (DataError, PriorError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,35 +1,70 @@
-"""The main job: every available engine x both parameterisations on one data set and prior."""
+"""The main job: every available engine x both parameterisations, default prior, Rubin's data,
+3 seeds, checked against the exact reference, with a report (results/compare/REPORT.md)."""
 
 from __future__ import annotations
 
+import shutil
 import sys
+import time
+from pathlib import Path
 
-from models import Prior, SchoolsData
-from models.logdensity import PARAMETERIZATIONS
-
-from .engines import ENGINES, Settings
-from .runner import run_one
+from .matrix import load_config, run_matrix
+from .report import render, table_markdown
 from .table import format_table
 
+CONFIG = Path(__file__).parent / "configs" / "compare.toml"
 
-def compare(*, data: SchoolsData, prior: Prior, settings: Settings, engines: list[str] | None = None,
-            out=sys.stdout) -> int:
-    names = engines or list(ENGINES)
-    for n in names:
-        if n not in ENGINES:
-            raise ValueError(f"engine = {n!r} is unknown; engines: {', '.join(ENGINES)}")
-    print(f"compare: {prior} · data {data.name} (J = {data.J}) · {settings.chains} chains × "
-          f"{settings.warmup} warmup + {settings.draws} draws · target_accept {settings.target_accept} "
-          f"· seed {settings.seed}", file=out, flush=True)
-    records = []
-    for name in names:
-        for param in PARAMETERIZATIONS:
-            outcome = run_one(name, data, prior, param, settings)
-            records.append(outcome.record)
-            status = outcome.record.get("error") or "ok"
-            print(f"  {name:<10} {param:<12} {status}", file=out, flush=True)
-    print(file=out)
-    print(format_table(records), file=out)
-    ran = [r for r in records if not r.get("error")]
-    # The main job fails only when nothing ran: an unavailable or failing engine is a row, not a crash.
-    return 0 if ran else 1
+COMPARE_COLUMNS = [
+    ("engine", "engine", "{}"),
+    ("parameterization", "param", "{}"),
+    ("seed", "seed", "{}"),
+    ("compile_s", "compile s", "{:.2f}"),
+    ("inference_s", "sampling s", "{:.2f}"),
+    ("min_ess_bulk", "min bulk ESS", "{:.0f}"),
+    ("ess_bulk_per_s", "bulk ESS/s", "{:.0f}"),
+    ("max_rhat", "max R-hat", "{:.3f}"),
+    ("divergences", "divergences", "{:d}"),
+    ("check_passed", "reference", "{}"),
+    ("check_max_abs_z", "max |z|", "{:.1f}"),
+]
+
+
+def progress_printer(stream=sys.stdout):
+    """A one-line progress bar on a terminal, plain lines elsewhere (CI logs)."""
+    tty = stream.isatty()
+    t0 = time.perf_counter()
+
+    def progress(i: int, n: int, spec, status: str) -> None:
+        label = f"[{i}/{n}] {spec.engine} {spec.param} {spec.prior} {spec.data} seed {spec.seed}: {status}"
+        if tty:
+            bar = "#" * int(30 * i / n)
+            stream.write(f"\r{bar:<30} {label[:90]:<90} {time.perf_counter() - t0:6.0f} s")
+            if i == n:
+                stream.write("\n")
+        else:
+            stream.write(label + "\n")
+        stream.flush()
+
+    return progress
+
+
+def compare(*, out: Path = Path("results/compare"), engines: list[str] | None = None,
+            seeds: int | None = None, config: Path = CONFIG) -> int:
+    sections = load_config(config, engines=engines, seeds=seeds)
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    t0 = time.perf_counter()
+    records = run_matrix(sections, partial, progress=progress_printer())
+    render(partial)
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)  # results/compare is replaced whole, never left half-written
+    wall = time.perf_counter() - t0
+    print()
+    print(format_table(records, COMPARE_COLUMNS))
+    print()
+    print(table_markdown(records))
+    print(f"\ncompare: {len(records)} runs in {wall:.1f} s wall; report in {out / 'REPORT.md'}")
+    return 0 if any(not r.get("error") for r in records) else 1

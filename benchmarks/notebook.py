@@ -1,0 +1,227 @@
+"""Reproduce the notebook of shared/seed/ (``nox -s notebook``): results/notebook/README.md.
+
+The notebook ran two Stan programs (tau ~ uniform(0, 50), and tau fixed at 8) with 4 chains,
+500 warmup + 500 draws, seed 101, and printed one summary table. For every printed row this puts
+side by side: the printed value, the exact posterior value (reference/), and our PyStan fit with
+its MCSE; then it asks which fixed tau the printed table is actually consistent with.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+from arviz_stats.base import array_stats
+
+from models import PRESETS, RUBIN, Prior, make_prior
+from reference import posterior
+
+from .engines import Settings, get_engine
+from .environment import environment
+from .io import write_json, write_text
+
+SETTINGS = Settings(chains=4, warmup=500, draws=500, target_accept=0.8, seed=101)
+TABLE_HEADER = "Unnamed: 0,mean,se_mean,sd,2.5%,25%,50%,75%,97.5%,n_eff,Rhat"
+#: Monte Carlo size for exact lp__ moments (lp__ is not a grid quantity): error sd/sqrt(N) ~ 0.002
+LP_DRAWS = 1_000_000
+#: fixed-tau values scanned for the value the printed table is consistent with
+TAU_SCAN = np.concatenate([np.linspace(0.05, 2.0, 40), np.linspace(2.25, 12.0, 40)])
+
+
+def seed_notebook(root: Path | None = None) -> Path:
+    """The notebook text in shared/seed/ beside the checkout (or inside it)."""
+    root = root or Path(__file__).resolve().parents[1]
+    for base in (root / "shared" / "seed", root.parent / "shared" / "seed"):
+        for p in sorted(base.glob("*.txt")) if base.is_dir() else []:
+            if TABLE_HEADER in p.read_text():
+                return p
+    raise FileNotFoundError(f"shared/seed: no notebook with a printed Stan summary beside {root}")
+
+
+def printed_table(path: Path) -> dict[str, dict[str, float]]:
+    """The summary table the notebook printed, parsed from its text (not retyped)."""
+    lines = path.read_text().splitlines()
+    start = lines.index(TABLE_HEADER)
+    block = [TABLE_HEADER]
+    for line in lines[start + 1:]:
+        if not line.strip():
+            break
+        block.append(line)
+    rows = csv.DictReader(io.StringIO("\n".join(block)))
+    return {r["Unnamed: 0"]: {k: float(v) for k, v in r.items() if k != "Unnamed: 0"} for r in rows}
+
+
+def notebook_lp(mu: np.ndarray, theta: np.ndarray, tau: float) -> np.ndarray:
+    """lp__ of the notebook's tau-fixed program: `~` drops constants, plus the Jacobian of
+    mu's (-20, 20) logit transform: log((mu + 20)(20 - mu) / 40)."""
+    y, s = RUBIN.y_array, RUBIN.sigma_array
+    return (-0.5 * (((theta - mu[..., None]) / tau) ** 2).sum(-1)
+            - 0.5 * (((y - theta) / s) ** 2).sum(-1)
+            + np.log((mu + 20) * (20 - mu) / 40))
+
+
+def _fit_row(x: np.ndarray) -> dict:
+    """Mean with MCSE, sd and quantiles of a (chain, draw) array."""
+    flat = x.ravel()
+    return {"mean": float(flat.mean()), "mcse": float(array_stats.mcse(x, method="mean")),
+            "sd": float(flat.std(ddof=1)), "q2.5": float(np.quantile(flat, 0.025)),
+            "q50": float(np.quantile(flat, 0.5)), "q97.5": float(np.quantile(flat, 0.975)),
+            "ess_bulk": float(array_stats.ess(x, method="bulk"))}
+
+
+def _exact_row(ref, name: str) -> dict:
+    s = ref.summary(name)
+    return {"mean": s.mean, "sd": s.sd, "q2.5": s.quantiles["0.025"], "q50": s.quantiles["0.5"],
+            "q97.5": s.quantiles["0.975"], "error": max(s.error.mean, s.error.sd)}
+
+
+def _exact_lp(prior: Prior, seed: int) -> dict:
+    ref = posterior(RUBIN, prior)
+    d = ref.draws(LP_DRAWS, seed=seed)
+    lp = notebook_lp(d["mu"], d["theta"], prior.tau["value"])
+    return {"mean": float(lp.mean()), "sd": float(lp.std(ddof=1)), "q2.5": float(np.quantile(lp, 0.025)),
+            "q50": float(np.quantile(lp, 0.5)), "q97.5": float(np.quantile(lp, 0.975)),
+            "error": float(lp.std(ddof=1) / math.sqrt(LP_DRAWS))}
+
+
+def consistent_tau(printed: dict) -> dict:
+    """The fixed tau whose exact posterior best matches the printed means and sds of mu and theta,
+    in units of the printed MCSE (se_mean) for means and of sd/sqrt(2 n_eff) for sds."""
+    names = ["mu"] + [f"theta[{j}]" for j in range(1, RUBIN.J + 1)]
+    scores = []
+    for tau in TAU_SCAN:
+        ref = posterior(RUBIN, make_prior(mu_text="uniform(-20, 20)", tau_text=f"fixed({tau:.6g})"))
+        chi2 = 0.0
+        for n in names:
+            s, p = ref.summary(n), printed[n]
+            chi2 += ((p["mean"] - s.mean) / p["se_mean"]) ** 2
+            chi2 += ((p["sd"] - s.sd) / (p["sd"] / math.sqrt(2 * p["n_eff"]))) ** 2
+        scores.append(chi2)
+    scores = np.array(scores)
+    i = int(np.argmin(scores))
+    at8 = posterior(RUBIN, PRESETS["notebook-tau8"])
+    chi2_8 = sum(((printed[n]["mean"] - at8.summary(n).mean) / printed[n]["se_mean"]) ** 2
+                 + ((printed[n]["sd"] - at8.summary(n).sd) / (printed[n]["sd"] / math.sqrt(2 * printed[n]["n_eff"]))) ** 2
+                 for n in names)
+    return {"best_tau": float(TAU_SCAN[i]), "chi2_best": float(scores[i]), "chi2_tau8": float(chi2_8),
+            "dof": 2 * len(names), "scan": [[float(t), float(c)] for t, c in zip(TAU_SCAN, scores)]}
+
+
+def reproduce(outdir: Path, seed_path: Path | None = None) -> dict:
+    seed_path = seed_path or seed_notebook()
+    printed = printed_table(seed_path)
+    engine = get_engine("pystan")
+    out: dict = {"settings": SETTINGS.to_dict(), "seed_file": seed_path.name, "printed": printed,
+                 "programs": {}, "environment": environment()}
+    for name in ("notebook-tau8", "notebook"):
+        prior = PRESETS[name]
+        result = engine.run(RUBIN, prior, "centered", SETTINGS)
+        post = result.draws["posterior"]
+        ref = posterior(RUBIN, prior)
+        rows = {}
+        quantities = ["mu"] + ([] if prior.tau_fixed else ["tau"]) + [f"theta[{j}]" for j in range(1, 9)]
+        for q in quantities:
+            x = post["theta"].values[..., int(q[6:-1]) - 1] if q.startswith("theta") else post[q].values
+            rows[q] = {"exact": _exact_row(ref, q), "fit": _fit_row(x)}
+        if prior.tau_fixed:
+            lp = notebook_lp(post["mu"].values, post["theta"].values, prior.tau["value"])
+            rows["lp__"] = {"exact": _exact_lp(prior, seed=SETTINGS.seed), "fit": _fit_row(lp)}
+        div = int(result.draws["sample_stats"]["diverging"].values.sum())
+        out["programs"][name] = {"prior": str(prior), "rows": rows, "divergences": div,
+                                 "manifest": result.manifest}
+    out["consistent_tau"] = consistent_tau(printed)
+    outdir.mkdir(parents=True, exist_ok=True)
+    write_json(outdir / "notebook.json", out)
+    write_text(outdir / "README.md", render(out))
+    return out
+
+
+def _z(a: float, b: float, se: float) -> str:
+    return f"{(a - b) / se:+.1f}" if se > 0 else "—"
+
+
+def render(o: dict) -> str:
+    tau8 = o["programs"]["notebook-tau8"]
+    ct = o["consistent_tau"]
+    lines = [
+        "# The notebook, reproduced",
+        "",
+        "Written by `nox -s notebook` (benchmarks/notebook.py) from the notebook in `shared/seed/` "
+        f"(`{o['seed_file']}`); nothing here is typed by hand.",
+        "",
+        f"Settings as printed there: {o['settings']['chains']} chains, {o['settings']['warmup']} warmup + "
+        f"{o['settings']['draws']} draws, adapt_delta {o['settings']['target_accept']}, seed {o['settings']['seed']}; "
+        f"our engine: PyStan {tau8['manifest']['ppl_version']} (Stan {tau8['manifest'].get('stan_version')}).",
+        "",
+        "## The printed table (program 2: tau fixed at 8, mu ~ uniform(-20, 20))",
+        "",
+        "Mean (sd) of each row. *z printed* is (printed mean − exact mean) / printed se_mean; "
+        "*z ours* is (our mean − exact mean) / our MCSE. lp__ is computed in the notebook's convention "
+        "(constants dropped by `~`, Jacobian of mu's bounds kept), for our draws too; its exact value is "
+        f"a Monte Carlo mean over {LP_DRAWS:,} exact draws (error shown).",
+        "",
+        "| row | printed mean (sd) | exact mean (sd) | ours: mean ± MCSE (sd) | z printed | z ours |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, p in o["printed"].items():
+        r = tau8["rows"].get(name)
+        if r is None:
+            continue
+        e, f = r["exact"], r["fit"]
+        lines.append(
+            f"| {name} | {p['mean']:.3f} ({p['sd']:.3f}) | {e['mean']:.3f} ({e['sd']:.3f}) "
+            f"| {f['mean']:.3f} ± {f['mcse']:.3f} ({f['sd']:.3f}) | {_z(p['mean'], e['mean'], p['se_mean'])} "
+            f"| {_z(f['mean'], e['mean'], f['mcse'])} |")
+    worst_printed = max(abs((p["mean"] - tau8["rows"][n]["exact"]["mean"]) / p["se_mean"])
+                        for n, p in o["printed"].items() if n in tau8["rows"])
+    worst_ours = max(abs((r["fit"]["mean"] - r["exact"]["mean"]) / r["fit"]["mcse"]) for r in tau8["rows"].values())
+    lines += [
+        "",
+        "## What agrees and what does not",
+        "",
+        f"- Our fit of the tau = 8 program agrees with the exact posterior: the largest |z| over these rows is "
+        f"{worst_ours:.1f} (divergences: {tau8['divergences']}).",
+        f"- The printed table does not: its largest |z| against the exact tau = 8 posterior is {worst_printed:.1f}. "
+        "Its theta_j are all ≈ 8 with sd ≈ sd(mu), i.e. almost complete pooling, while tau = 8 leaves "
+        f"theta[1] at {tau8['rows']['theta[1]']['exact']['mean']:.2f} (sd {tau8['rows']['theta[1]']['exact']['sd']:.2f}).",
+        f"- Scanning fixed tau, the printed means and sds are best matched by tau ≈ {ct['best_tau']:.2f} "
+        f"(chi² {ct['chi2_best']:.1f} on {ct['dof']} values, against {ct['chi2_tau8']:.0f} at tau = 8).",
+        "",
+        "**Likeliest explanation.** The printed table is not the output of the code above it. The cells carry "
+        "execution counts In [3], In [1], In [2], In [3], In [29]: the notebook was run out of order, and the "
+        f"table matches a fit with tau fixed near {ct['best_tau']:.1f}, not 8 — presumably `model_data['tau']` "
+        "held another value when that fit ran. Its low n_eff (≈150) and R-hat ≈ 1.03 fit that too: with a "
+        "small fixed tau, mu and every theta_j move together, a narrow ridge that NUTS crosses slowly.",
+        "",
+        "## Program 1: tau ~ uniform(0, 50) (no table was printed for it)",
+        "",
+        "| quantity | exact mean (sd) | ours: mean ± MCSE (sd) | z ours |",
+        "|---|---|---|---|",
+    ]
+    prog1 = o["programs"]["notebook"]
+    for name, r in prog1["rows"].items():
+        e, f = r["exact"], r["fit"]
+        lines.append(f"| {name} | {e['mean']:.3f} ({e['sd']:.3f}) | {f['mean']:.3f} ± {f['mcse']:.3f} ({f['sd']:.3f}) "
+                     f"| {_z(f['mean'], e['mean'], f['mcse'])} |")
+    lines += ["", f"Centred program as in the notebook; divergences: {prog1['divergences']} "
+              "(the funnel at small tau).", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.notebook", description=__doc__)
+    ap.add_argument("outdir", type=Path, nargs="?", default=Path("results/notebook"))
+    ap.add_argument("--seed-file", type=Path)
+    a = ap.parse_args(argv)
+    o = reproduce(a.outdir, a.seed_file)
+    print(render(o))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
