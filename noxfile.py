@@ -81,3 +81,52 @@ def report(session: nox.Session) -> None:
     """Rewrite REPORT.md (tables and figures) for a results folder (default: results/latest)."""
     _install(session, "ppl")
     session.run("python", "-m", "benchmarks", "report", *(session.posargs or ["results/latest"]), env=ENV)
+
+
+@nox.session(default=False)
+def baseline(session: nox.Session) -> None:
+    """Write results/baselines/<config>.json (default config: full; `-- --config ci` for the short one)."""
+    _install(session, "ppl")
+    session.run("python", "-m", "benchmarks", "baseline", *(session.posargs or ["--config", "full"]), env=ENV)
+
+
+@nox.session(default=False)
+def regress(session: nox.Session) -> None:
+    """Rerun a baseline's seeds; exit 1 on a regression. JUnit XML + markdown in results/regress/."""
+    _install(session, "ppl")
+    args = session.posargs or ["--baseline", "results/baselines/ci.json"]
+    session.run("python", "-m", "benchmarks", "regress", *args, env=ENV)
+
+
+#: (PyPI name, version, extra, engine): at least two releases each of PyMC, NumPyro and PyStan.
+PPL_VERSIONS = [
+    ("pymc", "6.3.2", "pymc", "pymc"),
+    ("pymc", "6.4.0", "pymc", "pymc"),
+    ("numpyro", "0.21.0", "numpyro", "numpyro"),
+    ("numpyro", "0.22.0", "numpyro", "numpyro"),
+    ("pystan", "3.10.1", "stan", "pystan"),
+    ("pystan", "3.14.0", "stan", "pystan"),
+]
+
+
+@nox.session(default=False)
+@nox.parametrize(
+    "ppl,version,extra,engine",
+    [nox.param(p, v, x, e, id=f"{p}='{v}'") for p, v, x, e in PPL_VERSIONS],
+)
+def versions(session: nox.Session, ppl: str, version: str, extra: str, engine: str) -> None:
+    """One PPL release in its own environment: a small matrix -> results/versions/<ppl>-<version>/."""
+    import shutil
+
+    session.install("-e", f".[{extra}]", f"{ppl}=={version}")
+    run_id = f"{ppl}-{version}"
+    shutil.rmtree(f"results/versions/{run_id}", ignore_errors=True)
+    session.run("python", "-m", "benchmarks", "matrix", "benchmarks/configs/versions.toml",
+                "--engines", engine, "--results", "results/versions", "--run-id", run_id, env=ENV)
+
+
+@nox.session(name="versions-report", default=False)
+def versions_report(session: nox.Session) -> None:
+    """Side-by-side table of every results/versions/<ppl>-<version>/ (after the versions sessions)."""
+    _install(session, "test")
+    session.run("python", "-m", "benchmarks", "versions-report", "results/versions", *session.posargs, env=ENV)

@@ -9,6 +9,7 @@ from pathlib import Path
 from models import DataError, PriorError, load_data, make_prior, rubin
 from models.logdensity import PARAMETERIZATIONS
 
+from . import regress
 from .engines import ENGINES, Settings
 
 
@@ -58,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     mat.add_argument("--latest", action="store_true", help="point results/latest at this run when it ends")
     rep = sub.add_parser("report", help="write REPORT.md for results/<run-id>")
     rep.add_argument("run_dir", type=Path)
+    regress.add_subcommands(sub)  # baseline, regress, versions-report
     return ap
 
 
@@ -108,6 +110,10 @@ def _cmd_matrix(a: argparse.Namespace) -> int:
     sections = load_config(a.config, engines=_engines(a), seeds=a.seeds)
     run_dir = a.results / (a.run_id or a.config.stem)
     records = run_matrix(sections, run_dir, resume=a.resume, timeout_s=a.timeout, progress=progress_printer())
+    if any(s.name == "overhead" for s in sections):
+        from .floor import write_floor
+
+        write_floor(run_dir)
     print(f"report: {render(run_dir)}")
     if a.latest:
         point_latest(a.results, run_dir)
@@ -121,7 +127,8 @@ def _cmd_report(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "compare": _cmd_compare, "matrix": _cmd_matrix, "report": _cmd_report}
+COMMANDS = {"run": _cmd_run, "compare": _cmd_compare, "matrix": _cmd_matrix, "report": _cmd_report,
+            **regress.COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:

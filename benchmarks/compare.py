@@ -12,6 +12,7 @@ from .matrix import load_config, run_matrix
 from .report import render, table_markdown
 from .table import format_table
 
+ROOT = Path(__file__).resolve().parents[1]
 CONFIG = Path(__file__).parent / "configs" / "compare.toml"
 
 COMPARE_COLUMNS = [
@@ -67,4 +68,8 @@ def compare(*, out: Path = Path("results/compare"), engines: list[str] | None = 
     print()
     print(table_markdown(records))
     print(f"\ncompare: {len(records)} runs in {wall:.1f} s wall; report in {out / 'REPORT.md'}")
+    if out.resolve() == (ROOT / "results" / "compare").resolve():
+        from .readme import update_readme
+
+        update_readme()
     return 0 if any(not r.get("error") for r in records) else 1

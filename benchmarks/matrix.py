@@ -36,7 +36,7 @@ RECORD_FIELDS = [
     "compile_s", "compile_cached", "first_in_process", "warmup_s", "sampling_s", "inference_s", "total_s",
     "min_ess_bulk", "min_ess_tail", "ess_bulk_per_s", "ess_tail_per_s", "ess_phase",
     "gradient_evals", "ess_bulk_per_grad", "divergences", "max_rhat", "min_bfmi", "treedepth_hits",
-    "mean_step_size", "check_passed", "check_max_abs_z", "check_failed", "harness_s", "error",
+    "mean_step_size", "check_passed", "check_max_abs_z", "check_failed", "diagnostics_s", "harness_s", "error",
 ]
 
 
@@ -271,10 +271,16 @@ def run_matrix(sections: list[Section], outdir: Path, *, resume: bool = False, t
         engine_s = record.get("total_s") or 0.0
         verdict = None
         if outcome is not None and outcome.result is not None:
+            t_check = time.perf_counter()
             verdict = check(outcome.result.draws, refs.get(data, prior), J=data.J, tau_fixed=prior.tau_fixed)
+            record["diagnostics_s"] = record.get("diagnostics_s", 0.0) + time.perf_counter() - t_check
             if save[spec.section]:
                 write_netcdf(outcome.result.draws, outdir / "draws" / f"{spec.key}.nc")
-        harness_s = max(0.0, time.perf_counter() - t0 - engine_s)
+            manifest_path = outdir / "manifests" / f"{spec.engine}-{spec.param}.json"
+            if not manifest_path.exists():  # what each engine ran with, for FAIRNESS.md
+                write_json(manifest_path, outcome.result.manifest)
+        # harness = everything outside the engine call, arviz-stats diagnostics and the reference check
+        harness_s = max(0.0, time.perf_counter() - t0 - engine_s - (record.get("diagnostics_s") or 0.0))
         write_json(path, finish_record(record, verdict, spec, first, harness_s))
         write_tables(outdir)
         if progress:

@@ -201,6 +201,9 @@ def render(run_dir: Path) -> Path:
     records = json.loads((run_dir / "runs.json").read_text())
     env = json.loads((run_dir / "environment.json").read_text())
     figures = _figures(run_dir, records)
+    from .fairness import write_fairness_and_overhead
+
+    write_fairness_and_overhead(run_dir, records)
     extra = ""
     for name in ("OVERHEAD.md", "FAIRNESS.md"):
         if (run_dir / name).exists():
@@ -211,6 +214,7 @@ def render(run_dir: Path) -> Path:
     ok = [r for r in records if not r.get("error")]
     engine_s = sum(r.get("total_s") or 0 for r in ok)
     harness_s = sum(r.get("harness_s") or 0 for r in records)
+    diag_s = sum(r.get("diagnostics_s") or 0 for r in records)
     text = "\n".join([
         f"# Benchmark report: `{run_dir.name}`",
         "",
@@ -218,8 +222,10 @@ def render(run_dir: Path) -> Path:
         "",
         f"- machine: {env.get('cpu')}, {env.get('cores')} cores; Python {env.get('python')}; git {env.get('git_revision')}",
         f"- versions: {versions}",
-        f"- runs: {len(records)} ({len(ok)} ok, {len(records) - len(ok)} errors); engine time {engine_s:.1f} s, "
-        f"harness time outside engine calls (diagnostics, reference check, writing) {harness_s:.1f} s",
+        f"- runs: {len(records)} ({len(ok)} ok, {len(records) - len(ok)} errors); engine time {engine_s:.1f} s; "
+        f"diagnostics and reference checks {diag_s:.1f} s; harness overhead (everything else: set-up, "
+        f"writing records and tables) {harness_s:.1f} s = "
+        f"{100 * harness_s / max(engine_s + diag_s + harness_s, 1e-9):.1f} % of the total",
         "- cells are median [IQR] over seeds; ESS is the minimum over every scalar of mu, tau, theta "
         "(arviz-stats, all engines alike); ESS/s divides by the phase named in the sampling column; "
         "compile time is never included; ESS/grad counts leapfrog steps after warmup.",

@@ -47,7 +47,9 @@ def run_one(engine: str, data: SchoolsData, prior: Prior, param: str, settings: 
         record["error"] = f"{type(e).__name__}: {e}".splitlines()[0]
         record["wall_s"] = time.perf_counter() - t0
         return Outcome(record, error=traceback.format_exc())
+    t_diag = time.perf_counter()
     d = diagnose(result.draws, settings.max_treedepth)
+    diagnostics_s = time.perf_counter() - t_diag
     t = result.timings
     record.update(
         ppl=result.manifest.get("ppl"),
@@ -59,6 +61,7 @@ def run_one(engine: str, data: SchoolsData, prior: Prior, param: str, settings: 
         total_s=t.total_s,
         compile_cached=t.compile_cached,
         **d._asdict(),
+        diagnostics_s=diagnostics_s,
         error=None,
     )
     return Outcome(record, result=result)
