@@ -22,7 +22,7 @@ COMPARE_COLUMNS = [
     ("compile_s", "compile s", "{:.2f}"),
     ("inference_s", "sampling s", "{:.2f}"),
     ("min_ess_bulk", "min bulk ESS", "{:.0f}"),
-    ("ess_bulk_per_s", "bulk ESS/s", "{:.0f}"),
+    ("ess_bulk_per_s_wall", "bulk ESS/s", "{:.0f}"),
     ("max_rhat", "max R-hat", "{:.3f}"),
     ("divergences", "divergences", "{:d}"),
     ("check_passed", "reference", "{}"),

@@ -49,6 +49,7 @@ def summarise(rows: list[dict]) -> dict:
         "sampling_s": _q([r["sampling_s"] for r in ok]),
         "ess_bulk": _q([r["min_ess_bulk"] for r in ok]),
         "ess_bulk_per_s": _q([r["ess_bulk_per_s"] for r in ok]),
+        "ess_bulk_per_s_wall": _q([r.get("ess_bulk_per_s_wall") for r in ok]),
         "ess_tail_per_s": _q([r["ess_tail_per_s"] for r in ok]),
         "ess_bulk_per_grad": _q([r["ess_bulk_per_grad"] for r in ok]),
         "divergences": _q([r["divergences"] for r in ok]),
@@ -61,9 +62,9 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def table_markdown(records: list[dict]) -> str:
-    head = ("| section | data | prior | engine | param | draws | seeds ok | compile s | sampling s (phase) "
-            "| min bulk ESS | bulk ESS/s | tail ESS/s | ESS/grad ×1000 | divergences | max R-hat "
-            "| check pass | max abs z |")
+    head = ("| section | data | prior | engine | param | draws | seeds ok | compile s | warmup+draws s "
+            "| min bulk ESS | bulk ESS/s (warmup+draws) | draw phase s | bulk ESS/s (draw phase) | tail ESS/s "
+            "(draw phase) | ESS/grad ×1000 | divergences | max R-hat | check pass | max abs z |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for key, rows in groups(records).items():
         s = summarise(rows)
@@ -72,13 +73,14 @@ def table_markdown(records: list[dict]) -> str:
         grad = tuple(1000 * x for x in grad) if grad else None
         lines.append(
             f"| {section} | {data} | {prior} | {engine} | {param} | {draws} | {s['ok']}/{s['n']} "
-            f"| {_fmt(s['compile_s'], 2)} | {_fmt(s['inference_s'] if s['ess_phase'] != 'sampling' else s['sampling_s'], 2)} "
-            f"({s['ess_phase']}) | {_fmt(s['ess_bulk'], 0)} | {_fmt(s['ess_bulk_per_s'], 0)} "
-            f"| {_fmt(s['ess_tail_per_s'], 0)} | {_fmt(grad, 2)} | {_fmt(s['divergences'], 0)} "
+            f"| {_fmt(s['compile_s'], 2)} | {_fmt(s['inference_s'], 2)} | {_fmt(s['ess_bulk'], 0)} "
+            f"| {_fmt(s['ess_bulk_per_s_wall'], 0)} | {_fmt(s['sampling_s'], 3) if s['ess_phase'] == 'sampling' else '—'} "
+            f"| {_fmt(s['ess_bulk_per_s'], 0) if s['ess_phase'] == 'sampling' else '—'} "
+            f"| {_fmt(s['ess_tail_per_s'], 0) if s['ess_phase'] == 'sampling' else '—'} | {_fmt(grad, 2)} | {_fmt(s['divergences'], 0)} "
             f"| {s['max_rhat']:.3f} | {s['check'][0]}/{s['check'][1]} | {_fmt(s['max_abs_z'], 1)} |"
             if s["ok"] else
             f"| {section} | {data} | {prior} | {engine} | {param} | {draws} | 0/{s['n']} | "
-            + " | ".join(["—"] * 9) + f" | {'; '.join(s['errors'])[:120]} |"
+            + " | ".join(["—"] * 11) + f" | {'; '.join(s['errors'])[:120]} |"
         )
     return "\n".join(lines)
 
@@ -97,17 +99,17 @@ def _figures(run_dir: Path, records: list[dict]) -> list[str]:
         labels, meds, los, his, divs, rhats = [], [], [], [], [], []
         for key, rows in sorted(g.items(), key=lambda kv: (kv[0][3], kv[0][4], kv[0][5] or 0)):
             s = summarise(rows)
-            if s["ess_bulk_per_s"] is None:
+            if s["ess_bulk_per_s_wall"] is None:
                 continue
             labels.append(f"{key[3]}\n{key[4]}" + (f"\n{key[5]} draws" if len({k[5] for k in g}) > 1 else ""))
-            m, lo, hi = s["ess_bulk_per_s"]
+            m, lo, hi = s["ess_bulk_per_s_wall"]
             meds.append(m), los.append(m - lo), his.append(hi - m)
             divs.append([r["divergences"] for r in rows])
             rhats.append([r["max_rhat"] for r in rows])
         fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(labels)), 4))
         ax.bar(range(len(labels)), meds, yerr=[los, his], capsize=3, color="tab:blue")
         ax.set_xticks(range(len(labels)), labels, fontsize=7)
-        ax.set_ylabel("min bulk ESS / s (median, IQR over seeds)")
+        ax.set_ylabel("min bulk ESS / s of warmup + draws (median, IQR)")
         ax.set_yscale("log")
         ax.set_title("ESS per second, Rubin's data, default prior")
         fig.tight_layout()
@@ -227,8 +229,10 @@ def render(run_dir: Path) -> Path:
         f"writing records and tables) {harness_s:.1f} s = "
         f"{100 * harness_s / max(engine_s + diag_s + harness_s, 1e-9):.1f} % of the total",
         "- cells are median [IQR] over seeds; ESS is the minimum over every scalar of mu, tau, theta "
-        "(arviz-stats, all engines alike); ESS/s divides by the phase named in the sampling column; "
-        "compile time is never included; ESS/grad counts leapfrog steps after warmup.",
+        "(arviz-stats, all engines alike); ESS/s (warmup+draws) divides by the wall time of warmup and draws, "
+        "measured alike for every engine; the draw-phase columns use the engine's own split where it has one "
+        "(PyStan's is Stan's internal clock, so it leaves out httpstan's overhead); compile time is never "
+        "included; ESS/grad counts leapfrog steps after warmup.",
         extra.rstrip(),
         "",
         table_markdown(records),

@@ -28,7 +28,7 @@ def format_table(records: list[dict], columns=COLUMNS, markdown: bool = False) -
     head = [c[1] for c in columns] + ["note"]
     rows = []
     for r in records:
-        note = r.get("error") or ("compile cached" if r.get("compile_cached") else "")
+        note = (r.get("error") or ("compile cached" if r.get("compile_cached") else ""))[:70]
         rows.append([_cell(r, k, f) for k, _, f in columns] + [note])
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
     if markdown:
