@@ -247,7 +247,8 @@ def run_matrix(sections: list[Section], outdir: Path, *, resume: bool = False, t
     records_dir.mkdir(parents=True, exist_ok=True)
     write_json(outdir / "environment.json", environment())
     specs = [s for sec in sections for s in sec.runs()]
-    save = {sec.name: sec.save_draws for sec in sections}
+    # draws are kept for each section's first seed only: enough for the report's figures
+    save = {sec.name: sec.seeds[0] if sec.save_draws else None for sec in sections}
     refs = ReferenceCache()
     seen_engines: set[str] = set()
     data_cache: dict[str, SchoolsData] = {}
@@ -278,7 +279,7 @@ def run_matrix(sections: list[Section], outdir: Path, *, resume: bool = False, t
             t_check = time.perf_counter()
             verdict = check(outcome.result.draws, refs.get(data, prior), J=data.J, tau_fixed=prior.tau_fixed)
             record["diagnostics_s"] = record.get("diagnostics_s", 0.0) + time.perf_counter() - t_check
-            if save[spec.section]:
+            if save[spec.section] == spec.seed:
                 write_netcdf(outcome.result.draws, outdir / "draws" / f"{spec.key}.nc")
             manifest_path = outdir / "manifests" / f"{spec.engine}-{spec.param}.json"
             if not manifest_path.exists():  # what each engine ran with, for FAIRNESS.md

@@ -54,6 +54,13 @@ def printed_table(path: Path) -> dict[str, dict[str, float]]:
     return {r["Unnamed: 0"]: {k: float(v) for k, v in r.items() if k != "Unnamed: 0"} for r in rows}
 
 
+def execution_counts(path: Path) -> list[int]:
+    """The notebook's cell execution counts, in the order the cells appear."""
+    import re
+
+    return [int(n) for n in re.findall(r"^In \[(\d+)\]:", path.read_text(), flags=re.M)]
+
+
 def notebook_lp(mu: np.ndarray, theta: np.ndarray, tau: float) -> np.ndarray:
     """lp__ of the notebook's tau-fixed program: `~` drops constants, plus the Jacobian of
     mu's (-20, 20) logit transform: log((mu + 20)(20 - mu) / 40)."""
@@ -115,6 +122,7 @@ def reproduce(outdir: Path, seed_path: Path | None = None) -> dict:
     printed = printed_table(seed_path)
     engine = get_engine("pystan")
     out: dict = {"settings": SETTINGS.to_dict(), "seed_file": seed_path.name, "printed": printed,
+                 "execution_counts": execution_counts(seed_path),
                  "programs": {}, "environment": environment()}
     for name in ("notebook-tau8", "notebook"):
         prior = PRESETS[name]
@@ -178,6 +186,9 @@ def render(o: dict) -> str:
     worst_printed = max(abs((p["mean"] - tau8["rows"][n]["exact"]["mean"]) / p["se_mean"])
                         for n, p in o["printed"].items() if n in tau8["rows"])
     worst_ours = max(abs((r["fit"]["mean"] - r["exact"]["mean"]) / r["fit"]["mcse"]) for r in tau8["rows"].values())
+    n_eff = [p["n_eff"] for n, p in o["printed"].items() if n != "lp__"]
+    rhat = [p["Rhat"] for n, p in o["printed"].items() if n != "lp__"]
+    counts = ", ".join(f"In [{c}]" for c in o["execution_counts"])
     lines += [
         "",
         "## What agrees and what does not",
@@ -191,10 +202,12 @@ def render(o: dict) -> str:
         f"(chi² {ct['chi2_best']:.1f} on {ct['dof']} values, against {ct['chi2_tau8']:.0f} at tau = 8).",
         "",
         "**Likeliest explanation.** The printed table is not the output of the code above it. The cells carry "
-        "execution counts In [3], In [1], In [2], In [3], In [29]: the notebook was run out of order, and the "
+        f"execution counts {counts}: the notebook was run out of order, and the "
         f"table matches a fit with tau fixed near {ct['best_tau']:.1f}, not 8 — presumably `model_data['tau']` "
-        "held another value when that fit ran. Its low n_eff (≈150) and R-hat ≈ 1.03 fit that too: with a "
-        "small fixed tau, mu and every theta_j move together, a narrow ridge that NUTS crosses slowly.",
+        f"held another value when that fit ran. Its low n_eff ({min(n_eff):.0f}–{max(n_eff):.0f} of "
+        f"{o['settings']['chains'] * o['settings']['draws']} draws) and R-hat {min(rhat):.3f}–{max(rhat):.3f} fit "
+        "that too: with a small fixed tau, mu and every theta_j move together along a narrow ridge, which "
+        "NUTS with a diagonal metric crosses slowly.",
         "",
         "## Program 1: tau ~ uniform(0, 50) (no table was printed for it)",
         "",
