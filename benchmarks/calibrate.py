@@ -74,6 +74,31 @@ def engine_rates(engines: list[str], param: str, settings: Settings, seeds: list
     return out, rows
 
 
+#: draw multipliers for the projected power: with k times the draws the MCSE shrinks by sqrt(k)
+PROJECTION_FACTORS = (1, 2, 4)
+
+
+def project_power(rows: list[dict], threshold: float, factors=PROJECTION_FACTORS) -> dict:
+    """Fraction of centred runs that k-times longer runs would flag, if each run's bias stayed as it is
+    and its MCSE shrank as 1/sqrt(k): flagged when max |z| sqrt(k) exceeds the threshold. (k = 1
+    reproduces the z-test part of the measured power; the KS test is left out.)"""
+    worst: dict[tuple[str, str], float] = {}
+    for r in rows:
+        src = r["source"]
+        if src.endswith(" centered"):
+            key = (src.removesuffix(" centered"), str(r["rep"]))
+            worst[key] = max(worst.get(key, 0.0), abs(float(r["z"])))
+    out: dict = {}
+    for k in factors:
+        per: dict[str, list[int]] = {}
+        for (engine, _), z in worst.items():
+            c = per.setdefault(engine, [0, 0])
+            c[0] += z * k ** 0.5 > threshold
+            c[1] += 1
+        out[str(k)] = per
+    return out
+
+
 def _figure(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -122,8 +147,9 @@ def run_calibration(outdir: Path, *, reps: int = 1000, seeds: int = 20, engines:
         "environment": environment(),
     }
     outdir.mkdir(parents=True, exist_ok=True)
-    write_json(outdir / "calibration.json", result)
     all_rows = rows + nc_rows + c_rows
+    result["centered_power_projection"] = project_power(c_rows, _threshold(data, prior))
+    write_json(outdir / "calibration.json", result)
     buf = io.StringIO()
     if all_rows:
         w = csv.DictWriter(buf, fieldnames=list(all_rows[0]))
@@ -135,9 +161,16 @@ def run_calibration(outdir: Path, *, reps: int = 1000, seeds: int = 20, engines:
     return result
 
 
+def _threshold(data: SchoolsData, prior: Prior, alpha: float = DEFAULT_ALPHA) -> float:
+    from reference.check import FUNCTIONAL_PROBS, bonferroni_threshold
+
+    n_quantities = 1 + data.J + (0 if prior.tau_fixed else 2)
+    return bonferroni_threshold(alpha, n_quantities * len(FUNCTIONAL_PROBS) + (0 if prior.tau_fixed else 1))
+
+
 def _fmt_rate(r: dict) -> str:
     if "error" in r:
-        return f"— ({r['error']})"
+        return f"— ({r['error'][:60]}…)"
     if not r.get("n"):
         return "— (no run finished)"
     lo, hi = r["ci95"]
@@ -166,6 +199,21 @@ def render_markdown(r: dict) -> str:
     for name, e in r["centered_power"]["engines"].items():
         lines.append(f"| power, {name} centred, default settings | ≥ 80 % | {_fmt_rate(e)} | "
                      f"{_top(e.get('which', {}))} |")
+    proj = r.get("centered_power_projection")
+    if proj:
+        engines = sorted({e for per in proj.values() for e in per})
+        lines += ["", "**Power with longer runs (projection).** Runs flagged if each centred run kept its bias "
+                  "and its MCSE shrank as 1/√k with k times the draws (z-tests only; k = 1 reproduces the "
+                  "measurement above without the KS test):", "",
+                  "| draws × k | " + " | ".join(engines) + " |", "|---|" + "---|" * len(engines)]
+        for k, per in proj.items():
+            cells = [f"{per[e][0]}/{per[e][1]}" if e in per else "—" for e in engines]
+            lines.append(f"| {k} × (4 × 1000) | " + " | ".join(cells) + " |")
+        lines += ["", "The centred fits are flagged by the small-tau functionals (tau q0.05, log_tau mean, "
+                  "tau q0.25, as the table shows): the funnel's neck is under-sampled. At 4 × 1000 draws the "
+                  "MCSE of those functionals is too large for every biased run to stand out; the projection "
+                  "says where the goal would be reached, as long as longer chains do not themselves shrink "
+                  "the bias."]
     lines += ["", "![z-scores](zscores.png)", "", "Environment: see `calibration.json`.", ""]
     return "\n".join(lines)
 
@@ -179,7 +227,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=1000)
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--engines")
+    ap.add_argument("--render-only", action="store_true",
+                    help="rewrite CALIBRATION.md from calibration.json and zscores.csv without running")
     a = ap.parse_args(argv)
+    if a.render_only:
+        res = json.loads((a.outdir / "calibration.json").read_text())
+        if "centered_power_projection" not in res:
+            with open(a.outdir / "zscores.csv") as fh:
+                rows = list(csv.DictReader(fh))
+            res["centered_power_projection"] = project_power(rows, _threshold(RUBIN, PRESETS["default"]))
+            write_json(a.outdir / "calibration.json", res)
+        write_text(a.outdir / "CALIBRATION.md", render_markdown(res))
+        print(render_markdown(res))
+        return 0
     res = run_calibration(a.outdir, reps=a.reps, seeds=a.seeds,
                           engines=a.engines.split(",") if a.engines else None)
     print(render_markdown(res))
