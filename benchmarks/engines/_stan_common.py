@@ -15,8 +15,9 @@ import xarray as xr
 
 from models import Prior, SchoolsData
 from models.logdensity import prior_logpdf
+from models.stan_program import program_name
 
-from .base import SAMPLE_STATS
+from .base import SAMPLE_STATS, RunResult, Settings, Timings, base_manifest
 from .convert import point_arrays, to_datatree
 
 INIT = "uniform(-2, 2) on the unconstrained scale (Stan's default)"
@@ -83,3 +84,24 @@ def stan_point(data: SchoolsData, prior: Prior, param: str, point: Mapping) -> d
     if not prior.tau_fixed and prior_logpdf(prior.tau, float(values["tau"])) == -math.inf:
         return None
     return {k: v.tolist() for k, v in values.items()}
+
+
+def stan_result(engine: str, version: str, tree: xr.DataTree, data: SchoolsData, prior: Prior, param: str,
+                settings: Settings, *, parallel: str, cached: bool, compile_s: float, inference_s: float,
+                total_s: float, chain_elapsed: Iterable[Mapping[str, float]], **extra) -> RunResult:
+    """The RunResult both Stan engines return: Stan's own phase times, and the manifest fields that
+    describe Stan's sampler (the same for both), plus the engine's own ``extra`` fields."""
+    warmup_s, sampling_s = phase_seconds(chain_elapsed)
+    manifest = base_manifest(
+        engine, engine, version, data, prior, param, settings, **extra,
+        program=program_name(prior, param),
+        init=INIT,
+        mass_matrix=MASS_MATRIX,
+        parallel=parallel,
+        threads="1 per chain",
+        phase_timing=PHASE_TIMING,
+        compile_cached=cached,
+    )
+    timings = Timings(compile_s=compile_s, inference_s=inference_s, total_s=total_s,
+                      warmup_s=warmup_s, sampling_s=sampling_s, compile_cached=cached)
+    return RunResult(draws=tree, timings=timings, manifest=manifest)

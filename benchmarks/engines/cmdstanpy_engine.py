@@ -22,16 +22,13 @@ from models.logdensity import check_parameterization
 from models.stan_program import program_code, program_name, stan_data
 
 from ._stan_common import (
-    INIT,
-    MASS_MATRIX,
-    PHASE_TIMING,
     check_seed,
     dims_and_coords,
-    phase_seconds,
     stan_point,
+    stan_result,
     to_layout,
 )
-from .base import EngineUnavailable, RunResult, Settings, Timings, base_manifest, check_run_args
+from .base import EngineUnavailable, RunResult, Settings, check_run_args
 
 INSTALL_HINT = ("install CmdStan with `python -m cmdstanpy.install_cmdstan` (or `conda install -c conda-forge "
                 "cmdstan`), or set CMDSTAN to an existing install")
@@ -116,26 +113,18 @@ def run(data: SchoolsData, prior: Prior, param: str, settings: Settings) -> RunR
 
     dims, coords = dims_and_coords(data)
     tree = to_layout(from_cmdstanpy(posterior=fit, dims=dims, coords=coords), data, prior, "cmdstanpy")
-    warmup_s, sampling_s = phase_seconds(getattr(fit, "time", None) or [])  # cmdstanpy >= 1.3
     total_s = time.perf_counter() - t_start
 
     version = cmdstanpy.cmdstan_version()
-    manifest = base_manifest(
-        "cmdstanpy", "cmdstanpy", cmdstanpy.__version__, data, prior, param, settings,
+    return stan_result(
+        "cmdstanpy", cmdstanpy.__version__, tree, data, prior, param, settings,
+        parallel=f"one CmdStan process per chain ({parallel} at a time)", cached=cached,
+        compile_s=compile_s, inference_s=inference_s, total_s=total_s,
+        chain_elapsed=getattr(fit, "time", None) or [],  # cmdstanpy >= 1.3
         cmdstan_version=".".join(map(str, version)) if version else None,
         cmdstan_path=cmdstanpy.cmdstan_path(),
-        program=program_name(prior, param),
         exe_file=str(model.exe_file),
-        init=INIT,
-        mass_matrix=MASS_MATRIX,
-        parallel=f"one CmdStan process per chain ({parallel} at a time)",
-        threads="1 per chain",
-        phase_timing=PHASE_TIMING,
-        compile_cached=cached,
     )
-    timings = Timings(compile_s=compile_s, inference_s=inference_s, total_s=total_s,
-                      warmup_s=warmup_s, sampling_s=sampling_s, compile_cached=cached)
-    return RunResult(draws=tree, timings=timings, manifest=manifest)
 
 
 def log_density(data: SchoolsData, prior: Prior, param: str) -> Callable[[Mapping], float]:

@@ -32,20 +32,17 @@ from arviz_base import from_pystan
 
 from models import Prior, SchoolsData
 from models.logdensity import check_parameterization
-from models.stan_program import program_code, program_name, stan_data
+from models.stan_program import program_code, stan_data
 
 from ._stan_common import (
-    INIT,
-    MASS_MATRIX,
-    PHASE_TIMING,
     check_seed,
     dims_and_coords,
     elapsed_from_messages,
-    phase_seconds,
     stan_point,
+    stan_result,
     to_layout,
 )
-from .base import RunResult, Settings, Timings, base_manifest, check_run_args
+from .base import RunResult, Settings, check_run_args
 
 log = logging.getLogger(__name__)
 
@@ -188,28 +185,19 @@ def run(data: SchoolsData, prior: Prior, param: str, settings: Settings) -> RunR
     dims, coords = dims_and_coords(data)
     converted = from_pystan(posterior=fit, posterior_model=model, dims=dims, coords=coords)
     tree = to_layout(converted, data, prior, "pystan")
-    warmup_s, sampling_s = phase_seconds(_chain_elapsed(fit))
     total_s = time.perf_counter() - t_start
 
     import httpstan.services_stub
 
     workers = getattr(httpstan.services_stub.executor, "_max_workers", None)
-    manifest = base_manifest(
-        "pystan", "pystan", _version("pystan"), data, prior, param, settings,
+    return stan_result(
+        "pystan", _version("pystan"), tree, data, prior, param, settings,
+        parallel=f"one process per chain from httpstan's process pool ({workers} at a time)", cached=cached,
+        compile_s=compile_s, inference_s=inference_s, total_s=total_s, chain_elapsed=_chain_elapsed(fit),
         httpstan_version=_version("httpstan"),
         stan_version=_stan_version(),
-        program=program_name(prior, param),
         model_name=model.model_name,
-        init=INIT,
-        mass_matrix=MASS_MATRIX,
-        parallel=f"one process per chain from httpstan's process pool ({workers} at a time)",
-        threads="1 per chain",
-        phase_timing=PHASE_TIMING,
-        compile_cached=cached,
     )
-    timings = Timings(compile_s=compile_s, inference_s=inference_s, total_s=total_s,
-                      warmup_s=warmup_s, sampling_s=sampling_s, compile_cached=cached)
-    return RunResult(draws=tree, timings=timings, manifest=manifest)
 
 
 def _chain_elapsed(fit) -> list[dict[str, float]]:
