@@ -12,7 +12,8 @@ from pathlib import Path
 PACKAGES = ("numpy", "scipy", "xarray", "arviz", "arviz-base", "arviz-stats", "pymc", "pytensor",
             "numpyro", "jax", "jaxlib", "pystan", "httpstan", "cmdstanpy", "nutpie", "blackjax")
 ENV_VARS = ("XLA_FLAGS", "JAX_PLATFORMS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-            "PYTENSOR_FLAGS", "OPENBLAS_CORETYPE", "CMDSTAN")
+            "PYTENSOR_FLAGS", "OPENBLAS_CORETYPE", "CMDSTAN", "JAX_COMPILATION_CACHE_DIR",
+            "EIGHT_SCHOOLS_JAX_CACHE", "EIGHT_SCHOOLS_CACHE")
 
 
 def git_revision(root: Path | None = None) -> str | None:
@@ -57,4 +58,13 @@ def environment() -> dict:
         "packages": versions(),
         "git_revision": git_revision(),
         "env": {k: os.environ.get(k) for k in ENV_VARS},
+        "jax_compilation_cache": _jax_cache(),
     }
+
+
+def _jax_cache() -> str | None:
+    """The persistent XLA cache the JAX engines use (see engines/_jax_common.py), or None if off."""
+    from .engines._jax_common import compilation_cache_dir
+
+    where = compilation_cache_dir()
+    return str(where) if where is not None else None

@@ -316,6 +316,7 @@ def run(sampler: str, data: SchoolsData, prior: Prior, param: str, settings: Set
         compile_s=(entry - w0) + compile_in_call,
         inference_s=(exit_ - entry) - compile_in_call,
         total_s=time.perf_counter() - t0,
+        compile_cached=bool(spans is not None and spans.cached),
     )
 
     extra: dict = {}
@@ -330,6 +331,7 @@ def run(sampler: str, data: SchoolsData, prior: Prior, param: str, settings: Set
             parallel={"chain_method": nuts["chain_method"], "chains": settings.chains},
             threads=os.cpu_count(),  # XLA's CPU intra-op thread pool defaults to every core
             xla_flags=os.environ.get("XLA_FLAGS", ""),
+            compile_cache=spans.cache_note(),
         )
     else:
         # what nutpie says it ran with (tuning steps, maxdepth, target_accept, adaptation, ...)
