@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from conftest import require_engine
 
 from benchmarks.engines._jax_common import CompileLog, compilation_cache_dir
