@@ -64,9 +64,16 @@ def test_compare_writes_a_report_and_replaces_the_folder_whole(tmp_path):
 
 
 def test_calibration_smoke(tmp_path):
-    res = run_calibration(tmp_path, reps=5, seeds=1, engines=["pystan"])
+    res = run_calibration(tmp_path, reps=5, seeds=1, engines=["pystan"], long_draws=200)
     assert res["iid"]["n"] == 5
     assert res["noncentered_false_alarms"]["engines"]["pystan"]["n"] == 1
+    assert res["centered_power_long"]["engines"]["pystan"]["n"] == 1
+    assert res["centered_power_long"]["settings"]["draws"] == 200
+    zc = res["iid"]["z_calibration"]["functionals"]
+    assert list(zc) == ["mean", "q0.05", "q0.25", "q0.5", "q0.75", "q0.95"]
+    assert zc["mean"]["n"] == 5 * 11  # 5 replications x (mu, tau, log_tau, theta[1..8])
+    text = (tmp_path / "CALIBRATION.md").read_text()
+    assert "Are the iid z-scores N(0, 1)?" in text and "4 × 200 draws (measured" in text
     for name in ("calibration.json", "CALIBRATION.md", "zscores.csv", "zscores.png"):
         assert (tmp_path / name).exists()
 
