@@ -1,10 +1,13 @@
 """The benchmark matrix: engines x parameterisations x priors x data x seeds x settings.
 
 A matrix is read from a TOML file (see benchmarks/configs/) and CLI flags. Each run ends in one
-record written atomically to ``<outdir>/records/<key>.json``; ``runs.csv`` and ``runs.json`` are
-rebuilt (atomically) from the records after every run, so a crash or a killed matrix loses nothing
-finished and ``--resume`` continues where it stopped. An engine that raises, times out or is
-missing is an error row, and the matrix goes on.
+record written atomically to ``<outdir>/records/<key>.json``: those files are the crash-safe truth,
+so a crash or a killed matrix loses nothing finished and ``--resume`` continues where it stopped.
+``runs.csv`` and ``runs.json`` are rewritten (atomically) from the records held in memory at most
+every ``TABLE_INTERVAL_S`` seconds and whenever the matrix stops, however it stops; rewriting them
+after every run made the harness quadratic in the number of runs. An engine that raises, times out
+or is missing is an error row, and the matrix goes on. ``timing.json`` accounts for the matrix's
+wall time: engine calls, diagnostics and reference checks, and the harness (everything else).
 """
 
 from __future__ import annotations
@@ -38,8 +41,11 @@ RECORD_FIELDS = [
     "compile_s", "compile_cached", "first_in_process", "warmup_s", "sampling_s", "inference_s", "total_s",
     "min_ess_bulk", "min_ess_tail", "ess_bulk_per_s_wall", "ess_bulk_per_s", "ess_tail_per_s", "ess_phase",
     "gradient_evals", "ess_bulk_per_grad", "divergences", "max_rhat", "min_bfmi", "treedepth_hits",
-    "mean_step_size", "check_passed", "check_max_abs_z", "check_failed", "diagnostics_s", "harness_s", "error",
+    "mean_step_size", "check_passed", "check_max_abs_z", "check_failed", "engine_call_s", "diagnostics_s",
+    "harness_s", "error",
 ]
+#: runs.csv/runs.json are rewritten at most this often while a matrix runs (and always at its end)
+TABLE_INTERVAL_S = 30.0
 
 
 class MatrixError(ValueError):
@@ -211,8 +217,15 @@ def finish_record(record: dict, check_verdict, spec: RunSpec, first_in_process: 
     return {k: rec.get(k) for k in RECORD_FIELDS}
 
 
-def write_tables(outdir: Path) -> list[dict]:
-    records = [json.loads(p.read_text()) for p in sorted((outdir / "records").glob("*.json"))]
+def read_records(outdir: Path) -> dict[str, dict]:
+    """Every finished run's record, by key, from ``<outdir>/records/``."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted((Path(outdir) / "records").glob("*.json"))}
+
+
+def write_tables(outdir: Path, records: dict[str, dict] | None = None) -> list[dict]:
+    """runs.csv and runs.json, ordered by key, from ``records`` (read from disk when None)."""
+    records = read_records(outdir) if records is None else records
+    records = [records[k] for k in sorted(records)]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=RECORD_FIELDS)
     w.writeheader()
@@ -238,13 +251,12 @@ class ReferenceCache:
 def run_matrix(sections: list[Section], outdir: Path, *, resume: bool = False, timeout_s: float | None = 600,
                progress=None) -> list[dict]:
     """Run every spec; returns all records (old ones too, with --resume)."""
-    from reference.check import check
-
     outdir = Path(outdir)
     records_dir = outdir / "records"
     if records_dir.exists() and any(records_dir.iterdir()) and not resume:
         raise MatrixError(f"outdir = {str(outdir)!r}: already holds records; pass --resume or another run id")
     records_dir.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
     write_json(outdir / "environment.json", environment())
     specs = [s for sec in sections for s in sec.runs()]
     # draws are kept for each section's first seed only: enough for the report's figures
@@ -252,6 +264,41 @@ def run_matrix(sections: list[Section], outdir: Path, *, resume: bool = False, t
     refs = ReferenceCache()
     seen_engines: set[str] = set()
     data_cache: dict[str, SchoolsData] = {}
+    records = read_records(outdir)
+    done_before = len(records)
+    account = {"engine_call_s": 0.0, "diagnostics_s": 0.0, "runs": 0}
+    last_tables = time.perf_counter()
+    try:
+        _run_specs(specs, outdir, records, save, refs, seen_engines, data_cache, timeout_s, progress, account,
+                   last_tables)
+    finally:
+        write_tables(outdir, records)
+        _write_timing(outdir, t_start, account, done_before)
+    return [records[k] for k in sorted(records)]
+
+
+def _write_timing(outdir: Path, t_start: float, account: dict, done_before: int) -> None:
+    """Append this session's wall-time account to timing.json (one entry per run_matrix call)."""
+    path = outdir / "timing.json"
+    sessions = json.loads(path.read_text())["sessions"] if path.exists() else []
+    wall = time.perf_counter() - t_start
+    inside = account["engine_call_s"] + account["diagnostics_s"]
+    sessions.append({"runs": account["runs"], "records_before": done_before, "wall_s": wall,
+                     "engine_call_s": account["engine_call_s"], "diagnostics_s": account["diagnostics_s"],
+                     "harness_s": max(0.0, wall - inside)})
+    totals = {k: sum(s[k] for s in sessions) for k in ("runs", "wall_s", "engine_call_s", "diagnostics_s",
+                                                         "harness_s")}
+    totals["harness_fraction"] = totals["harness_s"] / totals["wall_s"] if totals["wall_s"] else None
+    write_json(path, {"note": "wall time of run_matrix (environment, every run, its record, the tables) = "
+                              "engine calls + diagnostics and reference checks + harness (the rest)",
+                      "sessions": sessions, "totals": totals})
+
+
+def _run_specs(specs, outdir, records, save, refs, seen_engines, data_cache, timeout_s, progress, account,
+               last_tables) -> None:
+    from reference.check import check
+
+    records_dir = outdir / "records"
     for i, spec in enumerate(specs, 1):
         path = records_dir / f"{spec.key}.json"
         if path.exists():
@@ -273,7 +320,10 @@ def run_matrix(sections: list[Section], outdir: Path, *, resume: bool = False, t
             record = {**base_record(spec.engine, data, prior, spec.param, spec.settings), "error": str(e)}
         else:
             record = outcome.record
-        engine_s = record.get("total_s") or 0.0
+        # the engine call's wall time, finished or failed (a failing engine's time is not the harness's)
+        engine_s = record.get("engine_call_s") or 0.0
+        if outcome is None:  # timed out outside the engine call
+            engine_s = record["engine_call_s"] = time.perf_counter() - t0
         verdict = None
         if outcome is not None and outcome.result is not None:
             t_check = time.perf_counter()
@@ -286,11 +336,17 @@ def run_matrix(sections: list[Section], outdir: Path, *, resume: bool = False, t
                 write_json(manifest_path, outcome.result.manifest)
         # harness = everything outside the engine call, arviz-stats diagnostics and the reference check
         harness_s = max(0.0, time.perf_counter() - t0 - engine_s - (record.get("diagnostics_s") or 0.0))
-        write_json(path, finish_record(record, verdict, spec, first, harness_s))
-        write_tables(outdir)
+        rec = finish_record(record, verdict, spec, first, harness_s)
+        write_json(path, rec)
+        records[spec.key] = rec
+        account["runs"] += 1
+        account["engine_call_s"] += engine_s
+        account["diagnostics_s"] += record.get("diagnostics_s") or 0.0
+        if time.perf_counter() - last_tables >= TABLE_INTERVAL_S:
+            write_tables(outdir, records)
+            last_tables = time.perf_counter()
         if progress:
             progress(i, len(specs), spec, record.get("error") or "ok")
-    return write_tables(outdir)
 
 
 def point_latest(results: Path, run_dir: Path) -> None:

@@ -50,6 +50,9 @@ class FakeEngines:
                 raise KeyboardInterrupt  # a killed matrix: not an engine failure
             if action == "hang":
                 time.sleep(5)
+            if action == "slow-raise":
+                time.sleep(0.3)
+                raise RuntimeError("engine exploded late")
             return _exact_result(data, prior, param, settings)
 
         return SimpleNamespace(run=run, availability=lambda: None)
@@ -123,6 +126,21 @@ def test_a_killed_matrix_keeps_what_finished_and_resume_continues(tmp_path, fake
     fake.calls.clear()
     records = run_matrix(_sections(), tmp_path / "run", resume=True)
     assert len(records) == 4 and fake.calls == [("fake-b", 1), ("fake-b", 2)]
+    timing = json.loads((tmp_path / "run" / "timing.json").read_text())
+    assert [(s["runs"], s["records_before"]) for s in timing["sessions"]] == [(2, 0), (2, 2)]
+    assert timing["totals"]["runs"] == 4
+
+
+def test_time_in_a_failing_engine_is_engine_time_not_harness(tmp_path, fake):
+    fake.behaviour[("fake-a", 1)] = "slow-raise"
+    records = run_matrix(_sections(), tmp_path / "run")
+    bad = next(r for r in records if r["error"])
+    assert bad["error"] == "RuntimeError: engine exploded late"
+    assert bad["engine_call_s"] >= 0.3 and bad["harness_s"] < 0.3
+    t = json.loads((tmp_path / "run" / "timing.json").read_text())["totals"]
+    assert t["runs"] == 4 and t["engine_call_s"] >= 0.3
+    assert t["wall_s"] == pytest.approx(t["engine_call_s"] + t["diagnostics_s"] + t["harness_s"])
+    assert "% of the wall time (`timing.json`)" in render(tmp_path / "run").read_text()
 
 
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
