@@ -62,6 +62,13 @@ def calibrate(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def tune(session: nox.Session) -> None:
+    """Time each engine's shipped configuration against its PPL's alternatives: results/tuning/."""
+    _install(session, "ppl")
+    session.run("python", "-m", "benchmarks.tuning", "results/tuning", *session.posargs, env=ENV)
+
+
+@nox.session(default=False)
 def notebook(session: nox.Session) -> None:
     """Reproduce the notebook in shared/seed/ against the exact posterior: results/notebook/README.md."""
     _install(session, "ppl")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import require_engine
 
 from benchmarks.engines._jax_common import CompileLog, compilation_cache_dir
@@ -61,3 +62,30 @@ def test_numpyro_second_process_run_loads_its_executables_from_the_cache(tmp_pat
     assert not first["cached"] and "0 hits" in first["note"], first
     assert second["cached"] and "0 misses" in second["note"], second
     assert any((tmp_path / "jax").iterdir())
+
+
+def test_parallel_chains_need_a_device_each(monkeypatch):
+    from benchmarks.engines import _jax_common
+
+    require_engine("numpyro")
+    devices = _jax_common.jax.local_device_count()
+    assert _jax_common.chain_method_for("parallel", devices) == "parallel"
+    assert _jax_common.chain_method_for("parallel", devices + 1) == "sequential"
+    assert _jax_common.chain_method_for("vectorized", devices + 1) == "vectorized"
+    monkeypatch.setenv("EIGHT_SCHOOLS_JAX_CPU_DEVICES", "3")
+    assert _jax_common.cpu_devices_wanted() == 3
+    monkeypatch.setenv("EIGHT_SCHOOLS_JAX_CPU_DEVICES", "zero")
+    with pytest.raises(ValueError, match="EIGHT_SCHOOLS_JAX_CPU_DEVICES = 'zero'"):
+        _jax_common.cpu_devices_wanted()
+
+
+def test_numpyro_manifest_says_how_the_chains_ran():
+    require_engine("numpyro")
+    from benchmarks.engines import Settings, get_engine
+    from models import PRESETS, RUBIN
+
+    r = get_engine("numpyro").run(RUBIN, PRESETS["default"], "noncentered",
+                                  Settings(chains=2, warmup=150, draws=100, seed=3))
+    par = r.manifest["parallel"]
+    assert par["chains"] == 2 and par["cpu_devices"] >= 1
+    assert par["chain_method"] == ("parallel" if par["cpu_devices"] >= 2 else "sequential")

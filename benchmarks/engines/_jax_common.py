@@ -8,7 +8,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["jax", "COMPILE_EVENTS", "CompileLog", "compile_spans", "union_length", "compilation_cache_dir"]
+__all__ = ["jax", "COMPILE_EVENTS", "CompileLog", "compile_spans", "union_length", "compilation_cache_dir",
+           "chain_method_for"]
 
 
 def compilation_cache_dir() -> Path | None:
@@ -30,6 +31,22 @@ def compilation_cache_dir() -> Path | None:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "eight-schools-ppl" / "jax"
 
 
+def cpu_devices_wanted() -> int:
+    """How many XLA CPU devices to ask for: NumPyro's chain_method="parallel" runs one chain per device
+    (pmap), and with fewer devices than chains it draws them sequentially. At least 8 (or one per CPU),
+    so the default 4 chains and up to 8 run in parallel; ``EIGHT_SCHOOLS_JAX_CPU_DEVICES`` overrides."""
+    raw = os.environ.get("EIGHT_SCHOOLS_JAX_CPU_DEVICES")
+    if raw:
+        try:
+            n = int(raw)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"EIGHT_SCHOOLS_JAX_CPU_DEVICES = {raw!r}: must be a positive integer")
+        return n
+    return max(8, os.cpu_count() or 1)
+
+
 try:
     import jax
 except ImportError:  # the engines' availability() says so
@@ -37,6 +54,13 @@ except ImportError:  # the engines' availability() says so
 else:
     # float64 everywhere, as in the other engines; must be set before any JAX array exists.
     jax.config.update("jax_enable_x64", True)
+    # CPU devices for parallel chains; an XLA_FLAGS device count set by the user wins, and once another
+    # module has started JAX's backend the count is fixed: the engines then read jax.local_device_count()
+    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        try:
+            jax.config.update("jax_num_cpu_devices", cpu_devices_wanted())
+        except RuntimeError:
+            pass
     _cache = compilation_cache_dir()
     if _cache is not None:
         jax.config.update("jax_compilation_cache_dir", str(_cache))
@@ -124,3 +148,11 @@ def union_length(spans: list[tuple[float, float]], within: tuple[float, float] |
         else:
             cur_end = max(cur_end, end)
     return total + (cur_end - cur_start if cur_end is not None else 0.0)
+
+
+def chain_method_for(wanted: str, chains: int) -> str:
+    """``wanted`` unless it is "parallel" and there are fewer CPU devices than chains: NumPyro would then
+    draw the chains one after another anyway (with a warning), so say "sequential" up front."""
+    if wanted == "parallel" and jax.local_device_count() < chains:
+        return "sequential"
+    return wanted

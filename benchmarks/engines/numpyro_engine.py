@@ -14,20 +14,19 @@ from models.logdensity import check_parameterization
 from models.numpyro_model import build_model
 
 from ._jax_common import COMPILE_EVENTS as _COMPILE_EVENTS
+from ._jax_common import chain_method_for as _chain_method_for
 from ._jax_common import compile_spans as _compile_spans
 from ._jax_common import jax  # None when JAX is missing; imported with float64 enabled
 from ._jax_common import union_length as _union_length
 from .base import RunResult, Settings, Timings, base_manifest, check_run_args
 from .convert import point_arrays, to_datatree, tree_depth_from_steps
 
-# "vectorized" (one vmapped XLA program runs all chains in lock-step) vs "sequential" (one chain after
-# another, each compiling its own loop), measured by this engine, alternating, three runs each: Rubin's
-# data, default prior, non-centred, 4 chains x (1000 warmup + 1000 draws), 2 shared CPUs:
-#   vectorized: compile 7.0 / 8.6 / 6.3 s, inference 0.29 / 0.34 / 0.28 s, total 8.7 / 9.0 / 6.6 s
-#   sequential: compile 9.0 / 8.8 / 7.8 s, inference 0.44 / 0.30 / 0.21 s, total 9.5 / 9.1 / 8.1 s
-# Inference is a wash; vectorized compiles once instead of per chain, so it finishes first.
-# ("parallel" needs XLA_FLAGS=--xla_force_host_platform_device_count set before JAX is imported.)
-CHAIN_METHOD = "vectorized"
+# How the chains run, a measured choice (results/tuning/TUNING.md, nox -s tune): "parallel" (pmap, one
+# chain per XLA CPU device; _jax_common asks for the devices) against "vectorized" (one vmapped program
+# runs all chains in lock-step, every NUTS step as long as the slowest chain's) and "sequential". Where
+# there are fewer devices than chains, "parallel" becomes "sequential" (chain_method_for), and the
+# manifest says which ran.
+CHAIN_METHOD = "parallel"
 INIT = "init_to_uniform(radius=2)"
 FIELDS = ("diverging", "num_steps", "energy", "potential_energy", "adapt_state.step_size", "accept_prob")
 
@@ -59,6 +58,7 @@ def run(data: SchoolsData, prior: Prior, param: str, settings: Settings) -> RunR
     import numpyro
     from numpyro.infer import MCMC, NUTS, init_to_uniform
 
+    chain_method = _chain_method_for(CHAIN_METHOD, settings.chains)
     t0 = time.perf_counter()
     kernel = NUTS(
         build_model(data, prior, param),
@@ -74,7 +74,7 @@ def run(data: SchoolsData, prior: Prior, param: str, settings: Settings) -> RunR
         num_warmup=settings.warmup,
         num_samples=settings.draws,
         num_chains=settings.chains,
-        chain_method=CHAIN_METHOD,
+        chain_method=chain_method,
         progress_bar=False,
     )
     built = time.perf_counter()
@@ -128,7 +128,7 @@ def run(data: SchoolsData, prior: Prior, param: str, settings: Settings) -> RunR
         sampler="numpyro NUTS",
         init=INIT,
         mass_matrix="diagonal, adapted (Stan-style windowed adaptation)",
-        parallel={"chain_method": CHAIN_METHOD, "chains": settings.chains},
+        parallel={"chain_method": chain_method, "chains": settings.chains, "cpu_devices": jax.local_device_count()},
         threads=os.cpu_count(),  # XLA's CPU intra-op thread pool defaults to every core
         xla_flags=os.environ.get("XLA_FLAGS", ""),
         compile_cache=spans.cache_note(),

@@ -26,6 +26,8 @@ EARLY_MAX_TREEDEPTH = 8
 #   cores=2 (a worker process per chain, two at a time):     2.74 s, 2.74 s
 # For a model this small the parent's per-draw inter-process traffic costs more than a second core gives.
 CORES = 1
+#: pm.sample(compile_kwargs={"mode": ...}) for the logp/dlogp functions; None = PyTensor's default
+COMPILE_MODE: str | None = None
 
 TIMING_METHOD = (
     "pm.sample keeps its tuning draws; every NUTS draw records perf_counter_start/perf_counter_diff. "
@@ -95,6 +97,7 @@ def run(data: SchoolsData, prior: Prior, param: str, settings: Settings) -> RunR
             random_seed=settings.seed,
             init=INIT,
             nuts_sampler="pymc",
+            compile_kwargs={"mode": COMPILE_MODE} if COMPILE_MODE else None,
             nuts={
                 "target_accept": settings.target_accept,
                 "max_treedepth": settings.max_treedepth,

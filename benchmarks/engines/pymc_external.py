@@ -35,6 +35,13 @@ from .convert import to_datatree, tree_depth_from_steps
 
 __all__ = ["SAMPLERS", "Sampler", "availability", "run"]
 
+#: how the JAX samplers run their chains (pm.sample(nuts_sampler_kwargs)'s chain_method), per sampler;
+#: a measured choice: results/tuning/TUNING.md (nox -s tune)
+#: (BlackJAX's stays vectorized: it fails upstream before it samples, so nothing could be measured.)
+CHAIN_METHOD: dict[str, str] = {"numpyro": "parallel", "blackjax": "vectorized"}
+#: nutpie's threads (pm.sample(cores)); None = one per chain, at most one per CPU (results/tuning/TUNING.md)
+NUTPIE_CORES: int | None = None
+
 TREE_DEPTH = "derived from n_steps: floor(log2(n_steps)) + 1 (Stan's treedepth__; convert.tree_depth_from_steps)"
 
 NUTPIE_TIMING = (
@@ -51,8 +58,9 @@ NUTPIE_TIMING = (
 
 JAX_TIMING = (
     "pm.sample converts the model's logp to a JAX function and draws PyMC-jittered initial points (eager "
-    "JAX ops), then calls pymc.sampling.jax._sample_{name}_nuts, which traces, compiles and runs one "
-    "vmapped XLA program for all chains, warmup and draws: PyMC's sampling_time (recorded as "
+    "JAX ops), then calls pymc.sampling.jax._sample_{name}_nuts, which traces, compiles and runs warmup "
+    "and draws of every chain (chain_method='parallel': pmap, one chain per XLA CPU device; "
+    "'vectorized': one vmapped program): PyMC's sampling_time (recorded as "
     "pymc_sampling_time_s) is that call, compilation included. Its entry and return are observed "
     "(time.time(), sys.monitoring events on that function's code alone), and JAX's own compile events "
     "within it (jax.monitoring time spans of jaxpr tracing, MLIR lowering and XLA compilation, overlaps "
@@ -119,7 +127,7 @@ SAMPLERS: dict[str, Sampler] = {
         window="pymc.sampling.jax:_sample_numpyro_nuts",
         uses_jax=True,
         nuts=lambda s: {"target_accept": s.target_accept, "max_tree_depth": s.max_treedepth,
-                        "chain_method": "vectorized"},
+                        "chain_method": CHAIN_METHOD["numpyro"]},
         settings_as={
             "chains": "pm.sample(chains) -> MCMC(num_chains)",
             "warmup": "pm.sample(tune) -> MCMC(num_warmup)",
@@ -147,7 +155,7 @@ SAMPLERS: dict[str, Sampler] = {
         window="pymc.sampling.jax:_sample_blackjax_nuts",
         uses_jax=True,
         nuts=lambda s: {"target_accept": s.target_accept, "max_num_doublings": s.max_treedepth,
-                        "chain_method": "vectorized"},
+                        "chain_method": CHAIN_METHOD["blackjax"]},
         settings_as={
             "chains": "pm.sample(chains): one vmapped chain per PRNG key",
             "warmup": "pm.sample(tune) -> window_adaptation(...).run(num_steps)",
@@ -188,8 +196,10 @@ def _cores(spec: Sampler, settings: Settings) -> int:
     inter-process traffic, unlike PyMC's own sampler), measured: Rubin's data, default prior, non-centred,
     4 chains x (1000 warmup + 1000 draws), 2 shared CPUs, nutpie.sample's seconds, three runs each:
       cores=1: 0.077, 0.071, 0.070;   cores=2: 0.052, 0.058, 0.061.
-    The JAX samplers run every chain in one vmapped XLA program; PyMC only uses cores there to cap BLAS
-    threads, which XLA does not use."""
+    The JAX samplers run their chains on XLA CPU devices (CHAIN_METHOD); PyMC only uses cores there to
+    cap BLAS threads, which XLA does not use."""
+    if spec.name == "nutpie" and NUTPIE_CORES is not None:
+        return min(settings.chains, NUTPIE_CORES)
     return min(settings.chains, os.cpu_count() or 1)
 
 
@@ -261,7 +271,7 @@ def run(sampler: str, data: SchoolsData, prior: Prior, param: str, settings: Set
 
     jax = None
     if spec.uses_jax:
-        from ._jax_common import compile_spans, jax, union_length
+        from ._jax_common import chain_method_for, compile_spans, jax, union_length
 
         if jax is None:
             raise EngineUnavailable(availability(sampler) or "jax does not import")
@@ -271,6 +281,8 @@ def run(sampler: str, data: SchoolsData, prior: Prior, param: str, settings: Set
     window_fn = _window_function(spec)
     cores = _cores(spec, settings)
     nuts = spec.nuts(settings)
+    if spec.uses_jax:
+        nuts["chain_method"] = chain_method_for(nuts["chain_method"], settings.chains)
 
     t0, w0 = time.perf_counter(), time.time()
     model = build_model(data, prior, param)
@@ -328,7 +340,8 @@ def run(sampler: str, data: SchoolsData, prior: Prior, param: str, settings: Set
             jaxlib_version=jaxlib.__version__,
             jax_enable_x64=bool(jax.config.jax_enable_x64),
             backend=f"PyTensor -> JAX ({jax.default_backend()})",
-            parallel={"chain_method": nuts["chain_method"], "chains": settings.chains},
+            parallel={"chain_method": nuts["chain_method"], "chains": settings.chains,
+                      "cpu_devices": jax.local_device_count()},
             threads=os.cpu_count(),  # XLA's CPU intra-op thread pool defaults to every core
             xla_flags=os.environ.get("XLA_FLAGS", ""),
             compile_cache=spans.cache_note(),

@@ -1,0 +1,49 @@
+"""The configuration search behind issue 5's "within 1.2x of the best configuration" goal."""
+
+import pytest
+from conftest import require_engine
+
+from benchmarks import tuning
+
+
+def _config(label, times):
+    return {"label": label, "runs": [{"inference_s": t, "compile_s": 0.1} for t in times], "errors": []}
+
+
+def test_summary_compares_the_shipped_configuration_with_the_best():
+    configs = [_config("as shipped", [1.3, 1.3, 1.4]), _config("other", [1.0, 1.1, 0.9])]
+    s = tuning.summarize(configs)
+    assert s["best_median_inference_s"] == 1.0
+    assert s["shipped_ratio"] == pytest.approx(1.3) and not s["meets_goal"]
+    s = tuning.summarize([_config("as shipped", [1.1, 1.15, 1.2]), _config("other", [1.0, 1.0, 1.0])])
+    assert s["meets_goal"] and s["shipped_ratio"] == pytest.approx(1.15)
+
+
+def test_a_failed_configuration_has_no_median_and_no_verdict():
+    failed = {"label": "as shipped", "runs": [], "errors": ["RuntimeError: boom"]}
+    s = tuning.summarize([failed, _config("other", [1.0])])
+    assert s["shipped_ratio"] is None and not s["meets_goal"]
+    assert "failed: RuntimeError: boom" in tuning.render_markdown(
+        {"settings": {"chains": 4, "warmup": 1, "draws": 1}, "measure": "m", "seeds": [1], "rounds": 1,
+         "problem": "p", "goal_ratio": 1.2, "engines": {"x": {"configs": [failed], **s}}})
+
+
+def test_every_override_names_a_real_setting():
+    for engine, configs in tuning.CANDIDATES.items():
+        for c in configs:
+            for target in c.overrides:
+                module, _, attr = target.partition(":")
+                mod = __import__(module, fromlist=["_"])
+                name = attr.split("[")[0]
+                assert hasattr(mod, name), (engine, target)
+
+
+def test_a_worker_runs_a_configuration_in_a_fresh_process(tmp_path):
+    require_engine("pystan")
+    res = tuning.run_tuning(tmp_path, engines=["pystan"], seeds=1, rounds=1,
+                            settings={"chains": 2, "warmup": 100, "draws": 100}, progress=lambda *_: None)
+    e = res["engines"]["pystan"]
+    assert len(e["configs"][0]["runs"]) == 1 and e["shipped_ratio"] == 1.0
+    assert (tmp_path / "TUNING.md").exists() and (tmp_path / "tuning.json").exists()
+    with pytest.raises(AttributeError, match="has no NOPE"):
+        tuning._apply({"benchmarks.engines.pymc_engine:NOPE": 1})
