@@ -45,10 +45,13 @@ def fairness_markdown(run_dir: Path) -> str | None:
         "runs.csv says whether a Stan program was already compiled, and `first_in_process` marks the "
         "first (cold-JIT) run of each engine in the process.",
         "- ESS, R-hat, MCSE and E-BFMI come from arviz-stats for every engine, never a PPL's own summary.",
-        "- Each parallel mode was chosen by measurement on this 2-core machine (the numbers are in each "
-        "engine module's comments): PyMC sequential chains (its multiprocess mode was slower here), "
-        "NumPyro vectorized chains (compiles once), PyStan/httpstan one process per chain from a pool "
-        "of cpu-count workers, nutpie its own thread pool.",
+        "- Each engine's parallel mode, threads and backend were chosen by measurement: each engine as "
+        "shipped against its PPL's alternatives, timed on this kind of machine by `nox -s tune` "
+        "([results/tuning/TUNING.md](../tuning/TUNING.md)); the `parallel` column below says what each "
+        "engine ran with here.",
+        "- Warm compile: Stan programs come from httpstan's (or CmdStan's) compiled-model cache, JAX "
+        "executables from JAX's persistent compilation cache (`compile_cached` says which runs loaded "
+        "everything from a cache); cold numbers are the runs with `compile_cached` false.",
         "",
         "| engine | " + " | ".join(KEYS) + " |",
         "|---|" + "---|" * len(KEYS),

@@ -20,9 +20,17 @@ def _compare_block(results: Path) -> str:
     run_dir = results / "compare"
     records = json.loads((run_dir / "runs.json").read_text())
     env = json.loads((run_dir / "environment.json").read_text())
+    timing = ""
+    if (run_dir / "timing.json").exists():
+        t = json.loads((run_dir / "timing.json").read_text())["totals"]
+        ok = [r for r in records if not r.get("error")]
+        cached = sum(bool(r.get("compile_cached")) for r in ok)
+        timing = (f" The matrix took {t['wall_s']:.0f} s of wall time ({t['engine_call_s']:.0f} s in engine calls, "
+                  f"harness overhead {100 * t['harness_fraction']:.1f} %); {cached} of {len(ok)} finished runs "
+                  "loaded every compiled program from a cache (PyMC's own sampler and nutpie compile each run).")
     return (f"From `results/compare/` ({env.get('cpu')}, {env.get('cores')} cores, git "
             f"`{(env.get('git_revision') or '')[:12]}`); full report: "
-            f"[results/compare/REPORT.md](results/compare/REPORT.md).\n\n" + table_markdown(records))
+            f"[results/compare/REPORT.md](results/compare/REPORT.md).{timing}\n\n" + table_markdown(records))
 
 
 def _calibration_block(results: Path) -> str:
@@ -30,7 +38,8 @@ def _calibration_block(results: Path) -> str:
 
     cal = json.loads((results / "calibration" / "calibration.json").read_text())
     text = render_markdown(cal)
-    table = text[text.index("| measurement"):text.index("\n\n![")]
+    start = text.index("| measurement")
+    table = text[start:text.index("\n\n", start)]
     return table + "\n\nDetails: [results/calibration/CALIBRATION.md](results/calibration/CALIBRATION.md)."
 
 
