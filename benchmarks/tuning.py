@@ -11,6 +11,10 @@ is imported): one discarded run to warm the in-process caches, then ``seeds`` ti
 configurations are visited in ``rounds`` rounds, the order reversed each round, so slow drift of the
 machine does not favour one of them. The goal (issue 5): the shipped configuration's median within
 ``GOAL_RATIO`` of the best median found. A configuration that fails is recorded with its error.
+
+Cold start: each engine once more, as shipped, in a process whose every compile cache is empty (a
+fresh ``HOME``, so httpstan's and PyTensor's caches, numba's and JAX's persistent cache all start
+empty), with no discarded run: its ``compile_s`` is the cold number beside the warm medians.
 """
 
 from __future__ import annotations
@@ -113,20 +117,29 @@ def worker(job: dict) -> dict:
     engine = get_engine(job["engine"])
     settings = Settings(**job["settings"])
     runs, manifest = [], None
-    for seed in [WARM_SEED, *job["seeds"]]:
+    for seed in ([WARM_SEED] if job.get("warm", True) else []) + job["seeds"]:
         result = engine.run(RUBIN, PRESETS["default"], "noncentered", Settings(**{**settings.to_dict(), "seed": seed}))
         t = result.timings
         manifest = result.manifest
         if seed != WARM_SEED:
             runs.append({"seed": seed, "inference_s": t.inference_s, "compile_s": t.compile_s,
-                         "sampling_s": t.sampling_s})
+                         "sampling_s": t.sampling_s, "compile_cached": t.compile_cached})
     return {"runs": runs, "parallel": manifest.get("parallel"), "threads": manifest.get("threads"),
             "backend": manifest.get("backend")}
 
 
-def run_config(engine: str, config: Config, seeds: list[int], settings: dict, timeout_s: float = 900) -> dict:
-    job = {"engine": engine, "overrides": config.overrides, "seeds": seeds, "settings": settings}
+def cold_env(root: Path) -> dict:
+    """Environment of a process whose compile caches are all empty (under ``root``)."""
+    return {"HOME": str(root), "XDG_CACHE_HOME": str(root / ".cache"), "EIGHT_SCHOOLS_CACHE": str(root / "es"),
+            "NUMBA_CACHE_DIR": str(root / "numba"), "PYTENSOR_FLAGS": f"compiledir={root / 'pytensor'}",
+            "JAX_COMPILATION_CACHE_DIR": ""}
+
+
+def run_config(engine: str, config: Config, seeds: list[int], settings: dict, timeout_s: float = 900,
+               warm: bool = True) -> dict:
+    job = {"engine": engine, "overrides": config.overrides, "seeds": seeds, "settings": settings, "warm": warm}
     env = {**os.environ, **config.env}
+    env = {k: v for k, v in env.items() if v != ""}  # an empty value unsets
     try:
         proc = subprocess.run([sys.executable, "-c", WORKER, json.dumps(job)], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=timeout_s)
@@ -161,7 +174,7 @@ def summarize(configs: list[dict]) -> dict:
 
 
 def run_tuning(outdir: Path, *, engines: list[str] | None = None, seeds: int = 3, rounds: int = 2,
-               settings: dict | None = None, progress=print) -> dict:
+               settings: dict | None = None, cold: bool = True, progress=print) -> dict:
     engines = engines or list(ENGINES)
     settings = settings or {"chains": 4, "warmup": 1000, "draws": 1000}
     seed_list = list(range(1, seeds + 1))
@@ -189,6 +202,14 @@ def run_tuning(outdir: Path, *, engines: list[str] | None = None, seeds: int = 3
                          + (out["error"] if "error" in out else
                             ", ".join(f"{x['inference_s']:.3f}" for x in out["runs"]) + " s"))
         result["engines"][engine] = {"configs": collected, **summarize(collected)}
+        if cold:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="eight-schools-cold-") as tmp:
+                out = run_config(engine, Config("cold caches", env=cold_env(Path(tmp))), [1], settings, warm=False)
+            result["engines"][engine]["cold"] = out
+            progress(f"tune {engine} cold start: " + (out["error"] if "error" in out else
+                                                      f"compile {out['runs'][0]['compile_s']:.2f} s"))
     result["environment"] = environment()
     outdir = Path(outdir)
     write_json(outdir / "tuning.json", result)
@@ -236,6 +257,20 @@ def render_markdown(r: dict) -> str:
             alt = "" if len(e["configs"]) > 1 else " (its PPL offers no alternative here)"
             verdicts.append(f"- **{engine}**: shipped / best = {e['shipped_ratio']:.2f} → "
                             + ("meets" if e["meets_goal"] else "**misses**") + f" the {r['goal_ratio']:g}× goal{alt}.")
+    colds = {k: e["cold"] for k, e in r["engines"].items() if e.get("cold")}
+    if colds:
+        lines += ["", "**Cold and warm compile.** `compile_s` of the shipped configuration: cold = one run in a "
+                  "fresh process with every compile cache empty (a fresh `HOME`: httpstan's, PyTensor's, numba's "
+                  "and JAX's caches), warm = the median above (caches filled, one discarded run first).", "",
+                  "| engine | cold compile s | warm compile s | cold run loaded from a cache? |", "|---|---|---|---|"]
+        for engine, c in colds.items():
+            warm = r["engines"][engine]["configs"][0].get("median_compile_s")
+            if "error" in c:
+                lines.append(f"| {engine} | failed: {c['error'][:80]} | {_fmt(warm, '.2f')} | — |")
+            else:
+                run = c["runs"][0]
+                lines.append(f"| {engine} | {run['compile_s']:.2f} | {_fmt(warm, '.2f')} | "
+                             f"{'yes' if run.get('compile_cached') else 'no'} |")
     lines += ["", *verdicts, "", "Environment: see `tuning.json`.", ""]
     return "\n".join(lines)
 
@@ -249,8 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engines", help="comma-separated (default: every engine)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--no-cold", action="store_true", help="skip the cold-start run of each engine")
     a = ap.parse_args(argv)
-    res = run_tuning(a.outdir, engines=a.engines.split(",") if a.engines else None, seeds=a.seeds, rounds=a.rounds)
+    res = run_tuning(a.outdir, engines=a.engines.split(",") if a.engines else None, seeds=a.seeds, rounds=a.rounds,
+                     cold=not a.no_cold)
     print(render_markdown(res))
     shipped = [e for e in res["engines"].values() if "configs" in e]
     return 0 if all(e["meets_goal"] for e in shipped if e["shipped_ratio"] is not None) else 1

@@ -40,10 +40,17 @@ def test_every_override_names_a_real_setting():
 
 def test_a_worker_runs_a_configuration_in_a_fresh_process(tmp_path):
     require_engine("pystan")
-    res = tuning.run_tuning(tmp_path, engines=["pystan"], seeds=1, rounds=1,
+    res = tuning.run_tuning(tmp_path, engines=["pystan"], seeds=1, rounds=1, cold=False,
                             settings={"chains": 2, "warmup": 100, "draws": 100}, progress=lambda *_: None)
     e = res["engines"]["pystan"]
     assert len(e["configs"][0]["runs"]) == 1 and e["shipped_ratio"] == 1.0
     assert (tmp_path / "TUNING.md").exists() and (tmp_path / "tuning.json").exists()
     with pytest.raises(AttributeError, match="has no NOPE"):
         tuning._apply({"benchmarks.engines.pymc_engine:NOPE": 1})
+
+
+def test_cold_environment_moves_every_compile_cache(tmp_path):
+    env = tuning.cold_env(tmp_path)
+    assert env["HOME"] == str(tmp_path) and env["XDG_CACHE_HOME"].startswith(str(tmp_path))
+    assert str(tmp_path) in env["PYTENSOR_FLAGS"] and env["NUMBA_CACHE_DIR"].startswith(str(tmp_path))
+    assert env["JAX_COMPILATION_CACHE_DIR"] == ""  # unset: EIGHT_SCHOOLS_CACHE (under tmp_path) decides
