@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -149,7 +150,9 @@ def run_config(engine: str, config: Config, seeds: list[int], settings: dict, ti
         if line.startswith("TUNING-RESULT "):
             return json.loads(line.removeprefix("TUNING-RESULT "))
     tail = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    return {"error": (tail[-1] if tail else f"exit code {proc.returncode}")[:300]}
+    # the exception's own line, not a note added after it
+    named = [ln for ln in tail if re.match(r"^[A-Za-z_.]*(Error|Exception|Interrupt)\b", ln)]
+    return {"error": (named[-1] if named else tail[-1] if tail else f"exit code {proc.returncode}")[:300]}
 
 
 def summarize(configs: list[dict]) -> dict:

@@ -20,11 +20,11 @@ INIT = "jitter+adapt_diag"
 #: PyMC caps the tree depth lower for its first 200 tuning draws (default 8); never above max_treedepth.
 EARLY_MAX_TREEDEPTH = 8
 
-# Chains run one after another in this process (cores=1), a measured choice: Rubin's data, default
-# prior, non-centred, 4 chains x (1000 warmup + 1000 draws), 2 CPUs, inference_s over two runs each:
-#   cores=1 (sequential):                                    1.65 s, 1.63 s
-#   cores=2 (a worker process per chain, two at a time):     2.74 s, 2.74 s
-# For a model this small the parent's per-draw inter-process traffic costs more than a second core gives.
+# Chains run one after another in this process (cores=1), a measured choice: `nox -s tune`
+# (results/tuning/TUNING.md) times it against cores=2 (a worker process per chain) and PyTensor's C
+# backend. For a model this small, worker processes gain little over one process (their per-draw
+# traffic with the parent eats most of the second core) and cost a start-up each run; one process also
+# keeps the draw-by-draw timings that split warmup from sampling exact.
 CORES = 1
 #: pm.sample(compile_kwargs={"mode": ...}) for the logp/dlogp functions; None = PyTensor's default
 COMPILE_MODE: str | None = None
