@@ -20,8 +20,9 @@ def git_revision(root: Path | None = None) -> str | None:
     root = root or Path(__file__).resolve().parents[1]
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        # results/ holds outputs, not inputs: regenerating a committed result must not mark it dirty
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"],
+                               cwd=root, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return rev.stdout.strip() + ("-dirty" if dirty else "")

@@ -61,6 +61,9 @@ def test_compare_writes_a_report_and_replaces_the_folder_whole(tmp_path):
     assert [(r["engine"], r["parameterization"]) for r in records] == [("pystan", "centered"),
                                                                        ("pystan", "noncentered")]
     assert (out / "REPORT.md").exists() and not (tmp_path / "compare.partial").exists()
+    timing = json.loads((out / "timing.json").read_text())["totals"]
+    assert timing["runs"] == 2 and 0 <= timing["harness_fraction"] < 1
+    assert "% of the wall time (`timing.json`)" in (out / "REPORT.md").read_text()
 
 
 def test_calibration_smoke(tmp_path):
