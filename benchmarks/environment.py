@@ -65,7 +65,7 @@ def environment() -> dict:
 
 def _jax_cache() -> str | None:
     """The persistent XLA cache the JAX engines use (see engines/_jax_common.py), or None if off."""
-    from .engines._jax_common import compilation_cache_dir
+    from .engines.caches import compilation_cache_dir
 
     where = compilation_cache_dir()
     return str(where) if where is not None else None

@@ -36,11 +36,13 @@ def base_record(engine: str, data: SchoolsData, prior: Prior, param: str, settin
 def run_one(engine: str, data: SchoolsData, prior: Prior, param: str, settings: Settings) -> Outcome:
     """Run and diagnose; never raises for an engine's failure (the record carries the error)."""
     record = base_record(engine, data, prior, param, settings)
+    # the engine's time starts before its availability check, which imports its PPL (first run only)
+    t0 = time.perf_counter()
     reason = availability(engine)
     if reason is not None:
         record["error"] = f"unavailable: {reason}"
+        record["engine_call_s"] = time.perf_counter() - t0
         return Outcome(record, error=record["error"])
-    t0 = time.perf_counter()
     try:
         result = get_engine(engine).run(data, prior, param, settings)
     except Exception as e:  # noqa: BLE001 - a failing engine is recorded and the rest goes on
