@@ -234,7 +234,7 @@ def render(run_dir: Path) -> Path:
     ok = [r for r in records if not r.get("error")]
     timing_line = _timing_line(run_dir, records)
     text = "\n".join([
-        f"# Benchmark report: `{run_dir.name}`",
+        f"# Benchmark report: `{run_dir.name.removesuffix(".partial")}`",
         "",
         "Written by `python -m benchmarks report`; every number below is computed from `runs.json`.",
         "",

@@ -63,7 +63,9 @@ def test_compare_writes_a_report_and_replaces_the_folder_whole(tmp_path):
     assert (out / "REPORT.md").exists() and not (tmp_path / "compare.partial").exists()
     timing = json.loads((out / "timing.json").read_text())["totals"]
     assert timing["runs"] == 2 and 0 <= timing["harness_fraction"] < 1
-    assert "% of the wall time (`timing.json`)" in (out / "REPORT.md").read_text()
+    report = (out / "REPORT.md").read_text()
+    assert "% of the wall time (`timing.json`)" in report
+    assert report.startswith("# Benchmark report: `compare`\n")  # named for where it ends up
 
 
 def test_calibration_smoke(tmp_path):
