@@ -1,5 +1,6 @@
 """The main job: every available engine x both parameterisations, default prior, Rubin's data,
-3 seeds, checked against the exact reference, with a report (results/compare/REPORT.md)."""
+3 seeds, checked against the exact reference, with a report (results/compare/REPORT.md); when it
+finishes, results/latest points at it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from .matrix import load_config, run_matrix
+from .matrix import load_config, point_latest, run_matrix
 from .report import render, table_markdown
 from .table import format_table
 
@@ -62,6 +63,7 @@ def compare(*, out: Path = Path("results/compare"), engines: list[str] | None = 
     if out.exists():
         shutil.rmtree(out)
     partial.rename(out)  # results/compare is replaced whole, never left half-written
+    point_latest(out.parent, out)  # results/latest: the newest finished run (nox -s bench also moves it)
     wall = time.perf_counter() - t0
     print()
     print(format_table(records, COMPARE_COLUMNS))

@@ -66,6 +66,7 @@ def test_compare_writes_a_report_and_replaces_the_folder_whole(tmp_path):
     report = (out / "REPORT.md").read_text()
     assert "% of the wall time (`timing.json`)" in report
     assert report.startswith("# Benchmark report: `compare`\n")  # named for where it ends up
+    assert (tmp_path / "latest").resolve() == out.resolve() and (tmp_path / "latest" / "REPORT.md").exists()
 
 
 def test_calibration_smoke(tmp_path):
