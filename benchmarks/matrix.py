@@ -267,10 +267,8 @@ def run_matrix(sections: list[Section], outdir: Path, *, resume: bool = False, t
     records = read_records(outdir)
     done_before = len(records)
     account = {"engine_call_s": 0.0, "diagnostics_s": 0.0, "runs": 0}
-    last_tables = time.perf_counter()
     try:
-        _run_specs(specs, outdir, records, save, refs, seen_engines, data_cache, timeout_s, progress, account,
-                   last_tables)
+        _run_specs(specs, outdir, records, save, refs, seen_engines, data_cache, timeout_s, progress, account)
     finally:
         write_tables(outdir, records)
         _write_timing(outdir, t_start, account, done_before)
@@ -294,11 +292,11 @@ def _write_timing(outdir: Path, t_start: float, account: dict, done_before: int)
                       "sessions": sessions, "totals": totals})
 
 
-def _run_specs(specs, outdir, records, save, refs, seen_engines, data_cache, timeout_s, progress, account,
-               last_tables) -> None:
+def _run_specs(specs, outdir, records, save, refs, seen_engines, data_cache, timeout_s, progress, account) -> None:
     from reference.check import check
 
     records_dir = outdir / "records"
+    last_tables = time.perf_counter()
     for i, spec in enumerate(specs, 1):
         path = records_dir / f"{spec.key}.json"
         if path.exists():
