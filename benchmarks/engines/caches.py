@@ -6,7 +6,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["compilation_cache_dir"]
+__all__ = ["cache_root", "compilation_cache_dir"]
+
+
+def cache_root() -> Path:
+    """The suite's own cache folder: ``$EIGHT_SCHOOLS_CACHE``, else ``~/.cache/eight-schools-ppl``
+    (``$XDG_CACHE_HOME`` honoured)."""
+    root = os.environ.get("EIGHT_SCHOOLS_CACHE")
+    if root:
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "eight-schools-ppl"
 
 
 def compilation_cache_dir() -> Path | None:
@@ -22,7 +31,4 @@ def compilation_cache_dir() -> Path | None:
         return None
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
-    root = os.environ.get("EIGHT_SCHOOLS_CACHE")
-    if root:
-        return Path(root) / "jax"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "eight-schools-ppl" / "jax"
+    return cache_root() / "jax"

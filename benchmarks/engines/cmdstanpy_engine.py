@@ -29,6 +29,7 @@ from ._stan_common import (
     to_layout,
 )
 from .base import EngineUnavailable, RunResult, Settings, check_run_args
+from .caches import cache_root
 
 INSTALL_HINT = ("install CmdStan with `python -m cmdstanpy.install_cmdstan` (or `conda install -c conda-forge "
                 "cmdstan`), or set CMDSTAN to an existing install")
@@ -50,10 +51,7 @@ def availability() -> str | None:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("EIGHT_SCHOOLS_CACHE")
-    if root:
-        return Path(root) / "cmdstan"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "eight-schools-ppl" / "cmdstan"
+    return cache_root() / "cmdstan"
 
 
 def stan_file_for(code: str, name: str, cmdstan: str) -> Path:
