@@ -23,7 +23,7 @@ from reference import posterior
 from reference.check import DEFAULT_ALPHA, check, iid_as_draws
 
 from .engines import Settings, availability, get_engine
-from .environment import environment
+from .environment import environment, note_revision_drift
 from .io import write_json, write_text
 
 
@@ -175,6 +175,7 @@ def run_calibration(outdir: Path, *, reps: int = DEFAULT_REPS, seeds: int = 20, 
     data, prior = RUBIN, PRESETS["default"]
     engines = engines or [e for e in ENGINES]
     seed_list = list(range(1, seeds + 1))
+    env = environment()
     iid, rows = iid_false_alarms(data, prior, reps, seed)
     nc, nc_rows = engine_rates(engines, "noncentered", Settings(target_accept=0.95), seed_list, data, prior)
     c, c_rows = engine_rates(engines, "centered", Settings(), seed_list, data, prior)
@@ -193,7 +194,7 @@ def run_calibration(outdir: Path, *, reps: int = DEFAULT_REPS, seeds: int = 20, 
         "centered_power": {"settings": Settings().to_dict(), "seeds": seed_list, "engines": c},
         "centered_power_long": long,
         "goals": {"iid_false_alarm": "<= 0.01", "noncentered_false_alarm": "<= 0.05", "centered_power": ">= 0.80"},
-        "environment": environment(),
+        "environment": note_revision_drift(env),
     }
     outdir.mkdir(parents=True, exist_ok=True)
     all_rows = rows + nc_rows + c_rows

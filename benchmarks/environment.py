@@ -69,3 +69,10 @@ def _jax_cache() -> str | None:
 
     where = compilation_cache_dir()
     return str(where) if where is not None else None
+
+
+def note_revision_drift(env: dict) -> dict:
+    """``env`` (recorded when a long job started) plus ``git_revision_end`` when the code changed under
+    the job: modules are imported lazily, so a job can run code committed (or edited) after its start."""
+    end = git_revision()
+    return env if end == env.get("git_revision") else {**env, "git_revision_end": end}

@@ -28,7 +28,7 @@ from models import PRESETS, Prior, SchoolsData, load_data, make_prior, rubin, sy
 from models.logdensity import PARAMETERIZATIONS
 
 from .engines import ENGINES, Settings
-from .environment import environment
+from .environment import environment, note_revision_drift
 from .io import write_json, write_netcdf, write_text
 from .runner import run_one
 
@@ -257,7 +257,8 @@ def run_matrix(sections: list[Section], outdir: Path, *, resume: bool = False, t
         raise MatrixError(f"outdir = {str(outdir)!r}: already holds records; pass --resume or another run id")
     records_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    write_json(outdir / "environment.json", environment())
+    env = environment()
+    write_json(outdir / "environment.json", env)
     specs = [s for sec in sections for s in sec.runs()]
     # draws are kept for each section's first seed only: enough for the report's figures
     save = {sec.name: sec.seeds[0] if sec.save_draws else None for sec in sections}
@@ -272,6 +273,9 @@ def run_matrix(sections: list[Section], outdir: Path, *, resume: bool = False, t
     finally:
         write_tables(outdir, records)
         _write_timing(outdir, t_start, account, done_before)
+        drifted = note_revision_drift(env)
+        if drifted is not env:
+            write_json(outdir / "environment.json", drifted)
     return [records[k] for k in sorted(records)]
 
 

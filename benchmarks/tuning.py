@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .engines import ENGINES, availability
-from .environment import environment
+from .environment import environment, note_revision_drift
 from .io import write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,6 +181,7 @@ def run_tuning(outdir: Path, *, engines: list[str] | None = None, seeds: int = 3
     engines = engines or list(ENGINES)
     settings = settings or {"chains": 4, "warmup": 1000, "draws": 1000}
     seed_list = list(range(1, seeds + 1))
+    env = environment()
     result: dict = {"goal_ratio": GOAL_RATIO, "settings": settings, "seeds": seed_list, "rounds": rounds,
                     "problem": "rubin, default prior, noncentered", "measure": "inference_s (warmup + draws wall "
                     "time, compile excluded): median over rounds x seeds", "engines": {}}
@@ -213,7 +214,7 @@ def run_tuning(outdir: Path, *, engines: list[str] | None = None, seeds: int = 3
             result["engines"][engine]["cold"] = out
             progress(f"tune {engine} cold start: " + (out["error"] if "error" in out else
                                                       f"compile {out['runs'][0]['compile_s']:.2f} s"))
-    result["environment"] = environment()
+    result["environment"] = note_revision_drift(env)
     outdir = Path(outdir)
     write_json(outdir / "tuning.json", result)
     write_text(outdir / "TUNING.md", render_markdown(result))

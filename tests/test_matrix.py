@@ -177,3 +177,16 @@ def test_data_specs_resolve():
         matrix.resolve_data("synthetic:K=3")
     assert matrix.resolve_prior("mu=flat;tau=fixed(8)").tau_fixed
     assert matrix.resolve_prior("bda3") == PRESETS["bda3"]
+
+
+def test_code_changed_under_a_running_matrix_is_recorded(tmp_path, fake, monkeypatch):
+    """Engines are imported lazily, so a long job can run code newer than its start: say so."""
+    from benchmarks import environment as benv
+
+    revisions = iter(["aaa", "bbb"])
+    monkeypatch.setattr(benv, "git_revision", lambda root=None: next(revisions))
+    run_matrix(_sections(seeds=[1]), tmp_path / "run")
+    env = json.loads((tmp_path / "run" / "environment.json").read_text())
+    assert env["git_revision"] == "aaa" and env["git_revision_end"] == "bbb"
+    monkeypatch.setattr(benv, "git_revision", lambda root=None: "same")
+    assert "git_revision_end" not in benv.note_revision_drift({"git_revision": "same"})
