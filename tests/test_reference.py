@@ -85,6 +85,13 @@ def test_bivariate_normal_cdf_matches_quadrature(h, k, rho):
 TN_RTOL = 1e-12
 
 
+def cdf_roundoff(grid) -> float:
+    """Round-off bound of the grid CDF near its window's ends: the normalised panel masses are summed
+    over N nodes (error <= N eps, Higham's bound for recursive summation), and the end point itself
+    passes through the sinh map and back, a few ulps that differ between CPUs' libm."""
+    return (grid.u.size + 8) * np.finfo(float).eps
+
+
 @pytest.mark.parametrize("m,s,a,b", [(0, 1, -1, 2), (8, 4.5, -20, 20), (30, 2, -20, 20), (-26, 1, -20, 20)])
 def test_truncated_normal_against_scipy(m, s, a, b):
     ref = stats.truncnorm((a - m) / s, (b - m) / s, loc=m, scale=s)
@@ -118,7 +125,11 @@ def test_normalisation_against_adaptive_quadrature(name):
     # stated: grid error of the log normaliser (fine vs coarse) and the mass outside the window
     stated = abs(fine.log_norm - coarse.log_norm) + ref.grid_info.truncated_mass
     assert abs(left + right - 1.0) <= e1 + e2 + stated
-    assert fine.cdf(np.array(fine.window[0])) == 0.0 and fine.cdf(np.array(fine.window[1])) == 1.0
+    # outside the window the CDF is 0 or 1 by construction; at its ends it is the panels' sum, which
+    # CPUs' libm (the u <-> v map through sinh) and summation order round differently
+    a, b = fine.window
+    assert fine.cdf(np.array(a - 1.0)) == 0.0 and fine.cdf(np.array(b + 1.0)) == 1.0
+    assert abs(fine.cdf(np.array(a))) <= cdf_roundoff(fine) and abs(fine.cdf(np.array(b)) - 1.0) <= cdf_roundoff(fine)
     assert np.all(np.diff(ref.cdf("tau", np.linspace(0, 100, 2001))) >= 0)
 
 
