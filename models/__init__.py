@@ -1,29 +1,36 @@
 """One source of truth for the eight-schools data and priors, and one thin translation per PPL.
 
 ``models.pymc_model``, ``models.numpyro_model`` and ``models.stan_program`` import their PPL lazily
-so that the data and prior layer stays importable without any PPL installed.
+so that the data and prior layer stays importable without any PPL installed. The names below are
+loaded on first use (PEP 562), so a command that needs only the bottom layer (``models.errors``,
+``models.files``, ``models.provenance``) does not pay for NumPy and SciPy: ``--help`` answers at once.
 """
 
-from .data import RUBIN, DataError, SchoolsData, load_data, rubin, synthetic
-from .logdensity import PARAMETERIZATIONS, log_density, parameter_names, prior_logpdf
-from .priors import PRESETS, Dist, Prior, PriorError, make_prior, parse_dist, preset
+from __future__ import annotations
 
-__all__ = [
-    "RUBIN",
-    "DataError",
-    "SchoolsData",
-    "load_data",
-    "rubin",
-    "synthetic",
-    "PARAMETERIZATIONS",
-    "log_density",
-    "parameter_names",
-    "prior_logpdf",
-    "PRESETS",
-    "Dist",
-    "Prior",
-    "PriorError",
-    "make_prior",
-    "parse_dist",
-    "preset",
-]
+import importlib
+
+#: public name -> the submodule that defines it
+_EXPORTS = {
+    "RUBIN": "data", "DataError": "data", "SchoolsData": "data", "load_data": "data", "rubin": "data",
+    "synthetic": "data",
+    "PARAMETERIZATIONS": "logdensity", "log_density": "logdensity", "parameter_names": "logdensity",
+    "prior_logpdf": "logdensity",
+    "PRESETS": "priors", "Dist": "priors", "Prior": "priors", "PriorError": "priors", "make_prior": "priors",
+    "parse_dist": "priors", "preset": "priors",
+    "resolve_data": "specs", "resolve_prior": "specs",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'models' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

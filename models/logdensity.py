@@ -7,16 +7,13 @@ engine). Points are on the constrained scale and no Jacobian is added.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
 
 import numpy as np
 from scipy import stats
 
 from .data import SchoolsData
 from .priors import Dist, Prior
-
-Parameterization = Literal["centered", "noncentered"]
-PARAMETERIZATIONS: tuple[str, ...] = ("centered", "noncentered")
+from .problem import PARAMETERIZATIONS, Parameterization
 
 __all__ = ["Parameterization", "PARAMETERIZATIONS", "prior_logpdf", "log_density", "parameter_names"]
 

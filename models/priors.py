@@ -11,6 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from .errors import UsageError
+from .limits import LOG_MAX_MAGNITUDE, RANGE_TEXT, format_number, in_range
+
 __all__ = [
     "PriorError",
     "Dist",
@@ -27,7 +30,7 @@ __all__ = [
 Which = Literal["mu", "tau"]
 
 
-class PriorError(ValueError):
+class PriorError(UsageError):
     """Bad prior: the message names the field, the value and the accepted forms."""
 
 
@@ -56,6 +59,33 @@ ACCEPTED_FORMS: dict[str, str] = {
 }
 
 
+#: arguments that are locations on the log scale (bounded by log of the largest magnitude), not magnitudes
+_LOG_SCALE_ARGS = {("lognormal", "mu")}
+#: arguments that may be 0 (a location, a bound, a fixed tau); the others are scales, > 0
+_ZERO_OK = {"loc", "lower", "upper", "value"}
+
+
+def _arg(a) -> float:
+    if isinstance(a, bool):
+        raise TypeError("a bool is not a prior argument")
+    return float(a)
+
+
+def _check_range(field: str, family: str, kw: dict[str, float]) -> None:
+    """Every argument within what the reference integrates without overflow (see models.limits)."""
+    for n, a in kw.items():
+        if (family, n) in _LOG_SCALE_ARGS:
+            if abs(a) > LOG_MAX_MAGNITUDE:
+                raise PriorError(f"{field} {family}: {n} = {a:g} is outside the supported range "
+                                 f"|{n}| <= {LOG_MAX_MAGNITUDE:.4g} (exp({n}) must be a supported magnitude)")
+        elif n in ("scale", "sigma") and a <= 0:
+            continue  # reported below as "must be > 0"
+        elif not in_range(a, zero_ok=n in _ZERO_OK):
+            zero = "0 or " if n in _ZERO_OK else ""
+            raise PriorError(f"{field} {family}: {n} = {a:g} is outside the supported range ({zero}{RANGE_TEXT}): "
+                             f"its square would overflow or underflow")
+
+
 @dataclass(frozen=True)
 class Dist:
     """One prior: ``family`` and its arguments in the order of ``*_FAMILIES[family]``."""
@@ -74,7 +104,10 @@ class Dist:
                 f"{field} family = {self.family!r} is not offered; accepted forms: {ACCEPTED_FORMS[self.which]}"
             )
         names = families[self.family]
-        args = tuple(float(a) for a in self.args)
+        try:
+            args = tuple(_arg(a) for a in self.args)
+        except (TypeError, ValueError, OverflowError):
+            raise PriorError(f"{field} {self.family}: arguments {self.args!r} must be numbers") from None
         object.__setattr__(self, "args", args)
         if len(args) != len(names):
             raise PriorError(
@@ -84,6 +117,7 @@ class Dist:
             if not math.isfinite(a):
                 raise PriorError(f"{field} {self.family}: {n} = {a} must be finite")
         kw = dict(zip(names, args))
+        _check_range(field, self.family, kw)
         for n in ("scale", "sigma"):
             if n in kw and kw[n] <= 0:
                 raise PriorError(f"{field} {self.family}: {n} = {kw[n]:g} must be > 0")
@@ -113,7 +147,7 @@ class Dist:
         args = self.args
         if self.family in ("half_cauchy", "half_normal"):
             args = (0.0, *args)
-        return f"{self.family}({', '.join(f'{a:g}' for a in args)})"
+        return f"{self.family}({', '.join(format_number(a) for a in args)})"  # reads back exactly
 
     def to_dict(self) -> dict:
         return {"family": self.family, **dict(zip(_FAMILIES[self.which][self.family], self.args))}
@@ -144,7 +178,8 @@ class Prior:
         return {"name": self.name, "mu": self.mu.to_dict(), "tau": self.tau.to_dict(), "text": str(self)}
 
 
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+# one way to match each number (no nested ambiguity): a long digit string fails in linear time
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _CALL = re.compile(rf"^\s*([a-z_]+)\s*(?:\(\s*((?:{_NUMBER})(?:\s*,\s*{_NUMBER})*)?\s*\))?\s*$")
 
 

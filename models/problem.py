@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Literal
+
 from .data import SchoolsData
 from .errors import UsageError
-from .logdensity import PARAMETERIZATIONS
 from .priors import Prior
 
-__all__ = ["Problem"]
+__all__ = ["Problem", "PARAMETERIZATIONS", "Parameterization"]
+
+#: the two ways of writing the model (theta_j = mu + tau * theta_tilde_j, non-centred)
+Parameterization = Literal["centered", "noncentered"]
+PARAMETERIZATIONS: tuple[str, ...] = ("centered", "noncentered")
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,12 @@ API::
 
 Each summary holds ``mean``, ``sd``, ``quantiles`` (level as text, "0.025" ... "0.975") and ``error``
 (absolute error estimates of mean, sd and each quantile). Moments that do not exist (flat tau prior,
-few schools) are inf/nan here and null in JSON, with a ``note``. With a fixed tau, ``tau`` is
-``{"fixed": value}`` in JSON and ``log_tau`` is omitted. Command line: ``python -m reference -h``;
-results on Rubin's data: ``reference.report.write_results``.
+few schools) are inf/nan here, null in JSON with a ``note``, and "does not exist" in the printed table;
+every other number is finite, or ``posterior``/``summary`` refuse the input (PosteriorError, a
+``models.errors.UsageError``). With a fixed tau, ``tau`` is ``{"fixed": value}`` in JSON and
+``log_tau`` is omitted. Checking draws: ``reference.check.check(draws, ref)`` (schools named by the
+data's labels, ``theta[A]``). Command line: ``python -m reference -h`` (exit codes 0 success/PASS,
+1 FAIL, 2 unusable input, 3 internal error); results on Rubin's data: ``reference.report.write_results``.
 """
 
 from .core import LEVELS, Reference, Summary, SummaryError, posterior

@@ -8,17 +8,34 @@ family-wise false-alarm rate: a Bonferroni threshold over every functional plus 
 whole-distribution test for tau (Kolmogorov-Smirnov with the bulk ESS of tau in place of n).
 Bonferroni ignores the strong correlation between functionals, so it is conservative; the rate it
 actually achieves is *measured* on exact iid draws (``nox -s calibrate``), not assumed.
+
+Schools are named as the data name them: ``theta[A]`` for Rubin's school A (the reference's own
+summaries keep their 1-based ``theta[1]`` names, as in its JSON). Everything the check needs (J,
+whether tau is fixed, the school labels) comes from the :class:`~reference.core.Reference` it is
+given. Draws it cannot use raise :class:`CheckInputError` (a UsageError: exit 2), naming the variable;
+a z that is not finite (an MCSE of 0 or NaN) fails, it never passes.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import NamedTuple
 
+import arviz_base
 import numpy as np
+import xarray as xr
 from arviz_stats.base import array_stats
 from scipy import special, stats
+
+from models.errors import UsageError
+
+from .core import Reference
+
+__all__ = ["FUNCTIONAL_PROBS", "DEFAULT_ALPHA", "CheckInputError", "Check", "KSCheck", "Verdict", "quantities",
+           "quantile_mcse", "bonferroni_threshold", "ks_check", "check", "iid_as_draws", "format_verdict",
+           "check_file", "theta_label"]
 
 FUNCTIONAL_PROBS: dict[str, float | None] = {
     "mean": None,
@@ -30,9 +47,11 @@ FUNCTIONAL_PROBS: dict[str, float | None] = {
 }
 #: Default family-wise false-alarm rate of the verdict (issue 4: 1 %).
 DEFAULT_ALPHA = 0.01
+#: fewest draws per chain for which arviz-stats' ESS (and so an MCSE) is defined
+MIN_DRAWS_PER_CHAIN = 4
 
 
-class CheckInputError(ValueError):
+class CheckInputError(UsageError):
     """Draws unusable for the check (missing variables, shapes that do not match the data)."""
 
 
@@ -54,6 +73,10 @@ class KSCheck(NamedTuple):
     failed: bool
 
 
+def _json_num(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
 class Verdict(NamedTuple):
     passed: bool
     max_abs_z: float
@@ -64,55 +87,117 @@ class Verdict(NamedTuple):
     ks: KSCheck | None
 
     def to_json(self) -> dict:
+        """A JSON-ready dict; a z, MCSE or p-value that is not finite is null (JSON has no inf/nan)."""
+        def row(nt: NamedTuple) -> dict:
+            return {k: _json_num(v) if isinstance(v, float) else v for k, v in nt._asdict().items()}
+
         return {
             "passed": self.passed,
-            "max_abs_z": self.max_abs_z,
+            "max_abs_z": _json_num(self.max_abs_z),
             "threshold": self.threshold,
             "alpha": self.alpha,
             "failed": self.failed,
-            "checks": [c._asdict() for c in self.checks],
-            "ks": self.ks._asdict() if self.ks else None,
+            "checks": [row(c) for c in self.checks],
+            "ks": row(self.ks) if self.ks else None,
         }
 
 
-def quantities(draws, J: int, tau_fixed: bool) -> dict[str, np.ndarray]:
-    """(chain, draw) arrays for mu, tau, log_tau, theta[1..J] from an ArviZ DataTree."""
+def theta_label(school: str) -> str:
+    """The check's name for a school's effect, as the data label it: ``theta[A]``."""
+    return f"theta[{school}]"
+
+
+def _posterior_group(draws) -> xr.Dataset:
     try:
         post = draws["posterior"]
-    except KeyError:
-        raise CheckInputError("posterior: group missing from the draws") from None
+    except (KeyError, TypeError, IndexError, ValueError):
+        raise CheckInputError(f"posterior: group missing from the draws ({type(draws).__name__})") from None
+    if isinstance(post, xr.DataTree):
+        post = post.to_dataset()
+    if not isinstance(post, xr.Dataset):
+        raise CheckInputError(f"posterior: expected an xarray Dataset/DataTree group, got {type(post).__name__}")
+    return post
+
+
+def _numeric(name: str, arr: xr.DataArray) -> np.ndarray:
+    if arr.dtype.kind not in "iuf":
+        raise CheckInputError(f"{name}: draws of dtype {arr.dtype} (expected real numbers)")
+    return np.asarray(arr.values, dtype=np.float64)
+
+
+def _check_labels(post: xr.Dataset, theta: xr.DataArray, data_school: Sequence[str], J: int) -> None:
+    """Text school labels on the draws must be the data's: else the fit was of other data."""
+    dim = theta.dims[2]
+    if dim not in post.coords:
+        return
+    labels = post.coords[dim].values
+    if labels.dtype.kind not in "UO":  # integer positions (ArviZ's default coordinate): nothing to compare
+        return
+    fit = [str(v) for v in labels.tolist()]
+    if fit != list(data_school):
+        def show(xs):
+            return ", ".join(xs[:8]) + (", ..." if len(xs) > 8 else "")
+        raise CheckInputError(f"{dim}: the fit's schools are [{show(fit)}] but the data's are "
+                              f"[{show(list(data_school))}] (J = {J}): check against the fit's own data (--data; "
+                              f"a school column labels its schools)")
+
+
+def quantities(draws, reference: Reference) -> dict[str, np.ndarray]:
+    """(chain, draw) arrays for mu, tau, log_tau and each school's theta[label], from an ArviZ DataTree.
+
+    Raises CheckInputError naming the variable when the draws cannot be checked against ``reference``.
+    """
+    data, tau_fixed = reference.data, reference.prior.tau_fixed
+    post = _posterior_group(draws)
     needed = ["mu", "theta"] + ([] if tau_fixed else ["tau"])
     missing = [v for v in needed if v not in post.data_vars]
     if missing:
-        raise CheckInputError(f"posterior variables {missing}: missing (have {sorted(post.data_vars)})")
-    out: dict[str, np.ndarray] = {}
-    for v in needed:
-        arr = post[v]
-        if arr.dims[:2] != ("chain", "draw"):
-            raise CheckInputError(f"{v}: dims {arr.dims} must start with (chain, draw)")
-    mu = post["mu"].values
-    if mu.ndim != 2:
-        raise CheckInputError(f"mu: shape {mu.shape} must be (chain, draw)")
-    out["mu"] = mu
+        hint = (" (a fit with a fixed tau? give its prior, e.g. --tau-prior 'fixed(8)')"
+                if missing == ["tau"] else "")
+        raise CheckInputError(f"posterior variables {missing}: missing (have {sorted(map(str, post.data_vars))})"
+                              + hint)
+    mu_arr = post["mu"]
+    if mu_arr.dims != ("chain", "draw"):
+        raise CheckInputError(f"mu: dims {mu_arr.dims} must be (chain, draw)")
+    mu = _numeric("mu", mu_arr)
+    out: dict[str, np.ndarray] = {"mu": mu}
     if not tau_fixed:
-        tau = post["tau"].values
-        if tau.shape != mu.shape:
-            raise CheckInputError(f"tau: shape {tau.shape} must be {mu.shape}")
-        if np.any(tau <= 0):
-            raise CheckInputError("tau: draws must be > 0")
+        tau_arr = post["tau"]
+        if tau_arr.dims != ("chain", "draw") or tau_arr.shape != mu.shape:
+            raise CheckInputError(f"tau: dims {tau_arr.dims} shape {tau_arr.shape} must be (chain, draw) "
+                                  f"{mu.shape}")
+        tau = _numeric("tau", tau_arr)
         out["tau"] = tau
-        out["log_tau"] = np.log(tau)
-    theta = post["theta"].values
-    if theta.shape != (*mu.shape, J):
-        raise CheckInputError(f"theta: shape {theta.shape} does not match the data (expected {(*mu.shape, J)})")
-    for j in range(J):
-        out[f"theta[{j + 1}]"] = theta[..., j]
-    if min(mu.shape) < 1 or mu.shape[1] < 4:
-        raise CheckInputError(f"draws: shape {mu.shape} has too few draws per chain for MCSE")
-    for name, arr in out.items():
-        if not np.all(np.isfinite(arr)):
+    theta_arr = post["theta"]
+    if theta_arr.ndim != 3 or theta_arr.dims[:2] != ("chain", "draw"):
+        raise CheckInputError(f"theta: dims {theta_arr.dims} must be (chain, draw, school)")
+    if theta_arr.shape[:2] != mu.shape:
+        raise CheckInputError(f"theta: shape {theta_arr.shape} does not match mu's {mu.shape} in (chain, draw)")
+    J_fit = theta_arr.shape[2]
+    if J_fit != data.J:
+        raise CheckInputError(f"theta: the fit has J = {J_fit} schools, the data {data.name} has J = {data.J}: "
+                              f"the draws do not match the data (check against the fit's own data: --data)")
+    _check_labels(post, theta_arr, data.school, data.J)
+    theta = _numeric("theta", theta_arr)
+    if min(mu.shape) < 1 or mu.shape[1] < MIN_DRAWS_PER_CHAIN:
+        raise CheckInputError(f"draws: shape {mu.shape} (chain, draw) has fewer than {MIN_DRAWS_PER_CHAIN} "
+                              f"draws per chain: no MCSE")
+    for name, arr in (("mu", mu), ("tau", out.get("tau")), ("theta", theta)):
+        if arr is not None and not np.all(np.isfinite(arr)):
             raise CheckInputError(f"{name}: draws contain non-finite values")
+    if not tau_fixed:
+        if np.any(out["tau"] <= 0):
+            raise CheckInputError("tau: draws must be > 0")
+        out["log_tau"] = np.log(out["tau"])
+    for j, school in enumerate(data.school):
+        out[theta_label(school)] = theta[..., j]
     return out
+
+
+def _reference_name(reference: Reference, names: list[str]) -> list[str]:
+    """The reference's own name of each quantity (theta[A] -> theta[1])."""
+    index = {theta_label(s): f"theta[{j + 1}]" for j, s in enumerate(reference.data.school)}
+    return [index.get(n, n) for n in names]
 
 
 def quantile_mcse(stack: np.ndarray, prob: float, density: np.ndarray) -> np.ndarray:
@@ -135,76 +220,83 @@ def bonferroni_threshold(alpha: float, n_tests: int) -> float:
 
 
 def ks_check(x: np.ndarray, cdf, ess: float, alpha_each: float, name: str = "tau") -> KSCheck:
-    """Kolmogorov distance to the exact CDF; the asymptotic p-value uses the ESS in place of n."""
+    """Kolmogorov distance to the exact CDF; the asymptotic p-value uses the ESS in place of n.
+    A p-value that is not a number (an ESS that is not) fails."""
     xs = np.sort(np.ravel(x))
     n = xs.size
     F = np.clip(cdf(xs), 0.0, 1.0)
     i = np.arange(1, n + 1)
     d = float(max(np.max(i / n - F), np.max(F - (i - 1) / n)))
-    p = float(special.kolmogorov(math.sqrt(ess) * d))
-    return KSCheck(name, d, float(ess), p, p < alpha_each)
+    p = float(special.kolmogorov(math.sqrt(ess) * d)) if ess >= 0 else math.nan
+    return KSCheck(name, d, float(ess), p, not p >= alpha_each)
 
 
-def check(draws, reference, *, J: int, tau_fixed: bool, alpha: float = DEFAULT_ALPHA) -> Verdict:
-    """Compare draws with the exact posterior ``reference`` (see reference.posterior)."""
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha = {alpha!r}: must be in (0, 1)")
-    q = quantities(draws, J, tau_fixed)
+def check(draws, reference: Reference, *, alpha: float = DEFAULT_ALPHA) -> Verdict:
+    """Compare draws with the exact posterior ``reference`` (see reference.posterior).
+
+    J, whether tau is fixed and the school labels come from ``reference``.
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise CheckInputError(f"alpha = {alpha!r}: must be in (0, 1)")
+    tau_fixed = reference.prior.tau_fixed
+    q = quantities(draws, reference)
     names = list(q)
+    ref_names = _reference_name(reference, names)
     stack = np.stack([q[n] for n in names])  # (quantity, chain, draw)
     pooled = stack.reshape(len(names), -1)
     estimates: dict[str, np.ndarray] = {}
     mcses: dict[str, np.ndarray] = {}
     exact: dict[str, np.ndarray] = {}
-    for f, prob in FUNCTIONAL_PROBS.items():
-        if prob is None:
-            estimates[f] = pooled.mean(axis=1)
-            mcses[f] = array_stats.mcse(stack, method="mean")
-            exact[f] = np.array([reference.summary(n).mean for n in names])
-        else:
-            estimates[f] = np.quantile(pooled, prob, axis=1)
-            exact[f] = np.array([float(reference.quantile(n, prob)) for n in names])
-            density = np.array([float(reference.pdf(n, x)) for n, x in zip(names, exact[f])])
-            mcses[f] = quantile_mcse(stack, prob, density)
-    n_tests = len(names) * len(FUNCTIONAL_PROBS) + (0 if tau_fixed else 1)
-    threshold = bonferroni_threshold(alpha, n_tests)
-    checks: list[Check] = []
-    for i, name in enumerate(names):
-        for f in FUNCTIONAL_PROBS:
-            est, se, ex = float(estimates[f][i]), float(mcses[f][i]), float(exact[f][i])
-            z = (est - ex) / se if se > 0 else (0.0 if est == ex else math.inf)
-            checks.append(Check(name, f, est, se, ex, float(z), abs(z) > threshold))
-    ks = None
-    if not tau_fixed:
-        ess_tau = float(array_stats.ess(q["tau"], method="bulk"))
-        ks = ks_check(q["tau"], lambda x: reference.cdf("tau", x), ess_tau, alpha / n_tests)
+    with np.errstate(all="ignore"):  # draws far off (a sampler gone wild) give inf/nan: a FAIL, below
+        for f, prob in FUNCTIONAL_PROBS.items():
+            if prob is None:
+                estimates[f] = pooled.mean(axis=1)
+                mcses[f] = np.asarray(array_stats.mcse(stack, method="mean"), dtype=float)
+                exact[f] = np.array([reference.summary(n).mean for n in ref_names])
+            else:
+                estimates[f] = np.quantile(pooled, prob, axis=1)
+                exact[f] = np.array([float(reference.quantile(n, prob)) for n in ref_names])
+                density = np.array([float(reference.pdf(n, x)) for n, x in zip(ref_names, exact[f])])
+                mcses[f] = quantile_mcse(stack, prob, density)
+        n_tests = len(names) * len(FUNCTIONAL_PROBS) + (0 if tau_fixed else 1)
+        threshold = bonferroni_threshold(alpha, n_tests)
+        checks: list[Check] = []
+        for i, name in enumerate(names):
+            for f in FUNCTIONAL_PROBS:
+                est, se, ex = float(estimates[f][i]), float(mcses[f][i]), float(exact[f][i])
+                z = (est - ex) / se if se > 0 else (0.0 if est == ex else math.inf)
+                checks.append(Check(name, f, est, se, ex, float(z), not abs(z) <= threshold))
+        ks = None
+        if not tau_fixed:
+            ess_tau = float(array_stats.ess(q["tau"], method="bulk"))
+            ks = ks_check(q["tau"], lambda x: reference.cdf("tau", x), ess_tau, alpha / n_tests)
     failed = [f"{c.quantity} {c.functional}" for c in checks if c.failed]
     if ks is not None and ks.failed:
         failed.append("tau ks")
-    max_abs_z = max(abs(c.z) for c in checks)
+    zs = [abs(c.z) for c in checks]
+    max_abs_z = math.nan if any(math.isnan(z) for z in zs) else max(zs)
     return Verdict(not failed, float(max_abs_z), threshold, alpha, failed, checks, ks)
 
 
 def iid_as_draws(sample: Mapping[str, np.ndarray], chains: int, school=None):
     """Exact iid draws (reference.draws output) arranged as an ArviZ posterior of ``chains`` chains."""
-    from arviz_base import from_dict
-
     n = len(sample["mu"])
     if n % chains:
         raise ValueError(f"chains = {chains}: must divide the {n} draws")
     post = {k: np.asarray(v).reshape(chains, n // chains, *np.shape(v)[1:]) for k, v in sample.items()}
     coords = {"school": list(school)} if school is not None else None
-    return from_dict({"posterior": post}, dims={"theta": ["school"]}, coords=coords)
+    return arviz_base.from_dict({"posterior": post}, dims={"theta": ["school"]}, coords=coords)
 
 
 # --- command line: python -m reference check --posterior FILE.nc ... ---------------------------
 
 
 def format_verdict(v: Verdict) -> str:
-    lines = [f"{'quantity':<12}{'functional':>11}{'estimate':>11}{'MCSE':>9}{'exact':>11}{'z':>8}"]
+    width = max([12, *(len(c.quantity) + 1 for c in v.checks)])
+    lines = [f"{'quantity':<{width}}{'functional':>11}{'estimate':>11}{'MCSE':>9}{'exact':>11}{'z':>8}"]
     for c in v.checks:
         flag = "  FAIL" if c.failed else ""
-        lines.append(f"{c.quantity:<12}{c.functional:>11}{c.estimate:>11.3f}{c.mcse:>9.3f}{c.exact:>11.3f}"
+        lines.append(f"{c.quantity:<{width}}{c.functional:>11}{c.estimate:>11.3f}{c.mcse:>9.3f}{c.exact:>11.3f}"
                      f"{c.z:>8.2f}{flag}")
     if v.ks is not None:
         k = v.ks
@@ -216,16 +308,23 @@ def format_verdict(v: Verdict) -> str:
     return "\n".join(lines)
 
 
-def check_file(path, data, prior, alpha: float = DEFAULT_ALPHA) -> Verdict:
-    """Load draws from a NetCDF file (ArviZ layout) and check them."""
-    import xarray as xr
+#: what opening a file that is not NetCDF, or a damaged one, raises from xarray and its engines
+_OPEN_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, RuntimeError, UnicodeDecodeError)
 
-    from .core import posterior
 
+def load_draws(path: Path | str) -> xr.DataTree:
+    """Read a NetCDF file of draws (ArviZ layout) into memory; CheckInputError if it cannot be read."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckInputError(f"--posterior = {str(p)!r}: no such file")
     try:
-        tree = xr.open_datatree(path)
-    except FileNotFoundError:
-        raise CheckInputError(f"--posterior = {str(path)!r}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise CheckInputError(f"--posterior = {str(path)!r}: not a readable NetCDF file ({e})") from None
-    return check(tree, posterior(data, prior), J=data.J, tau_fixed=prior.tau_fixed, alpha=alpha)
+        with xr.open_datatree(p) as tree:
+            return tree.load()
+    except _OPEN_ERRORS as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckInputError(f"--posterior = {str(p)!r}: not a readable NetCDF file ({first})") from None
+
+
+def check_file(path: Path | str, reference: Reference, *, alpha: float = DEFAULT_ALPHA) -> Verdict:
+    """Load draws from a NetCDF file (ArviZ layout) and check them against ``reference``."""
+    return check(load_draws(path), reference, alpha=alpha)

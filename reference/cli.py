@@ -2,15 +2,17 @@
 
 Commands are registered in :data:`COMMANDS`; with no command, ``summary`` runs, so
 ``python -m reference --prior bda3`` and ``python -m reference summary --prior bda3`` are the same.
-A later command (``check``) is added by registering another :class:`Command`.
+A later command is added by registering another :class:`Command`.
 
-Bad input (data, prior, an improper posterior, an unwritable output) exits with status 2 and a
-one-line message naming the field and the value; argparse usage errors exit 2 as well.
+Exit codes (``models.errors.run_cli``): 0 success or PASS; 1 a FAIL verdict (``check``) only; 2 unusable
+input (data, prior, draws, an improper posterior, a flag, an unwritable output), one line on stderr
+naming the field and the value; 3 an internal error, one line on stderr and the traceback in a log file.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -18,17 +20,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.data import RUBIN, DataError, SchoolsData, load_data
-from models.priors import PRESETS, Prior, PriorError, make_prior
+from models.cli_args import add_model_arguments, model_from_args
+from models.errors import EXIT_FAIL, EXIT_OK, UsageError, run_cli
 
-from .check import CheckInputError
+from .check import DEFAULT_ALPHA, check_file, format_verdict
 from .core import LEVELS, Reference, posterior
-from .marginal import PosteriorError
+from .draws import write_draws
+from .report import write_results
+from .summary import Summary
 
-__all__ = ["Command", "COMMANDS", "DEFAULT_COMMAND", "main", "build_parser"]
+__all__ = ["Command", "COMMANDS", "DEFAULT_COMMAND", "PROG", "main", "build_parser", "format_table"]
 
-#: errors that mean "bad input": exit status 2
-INPUT_ERRORS = (DataError, PriorError, PosteriorError, CheckInputError)
+PROG = "python -m reference"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are UsageErrors: one line on stderr and exit 2, as for every other
+    bad input (argparse itself prints the whole usage block first)."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} -h)")
 
 
 @dataclass(frozen=True)
@@ -48,31 +59,33 @@ def _positive_int(text: str) -> int:
     return n
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--data, --prior, --mu-prior, --tau-prior: shared by every command."""
-    parser.add_argument(
-        "--data", metavar="FILE", help="CSV or JSON with y, sigma[, school] (default: Rubin's)"
-    )
-    parser.add_argument(
-        "--prior", metavar="PRESET", help=f"prior preset: {', '.join(PRESETS)} (default: default)"
-    )
-    parser.add_argument("--mu-prior", metavar="TEXT", help="e.g. 'normal(0, 5)', 'flat', 'uniform(-20, 20)'")
-    parser.add_argument(
-        "--tau-prior", metavar="TEXT", help="e.g. 'half_cauchy(0, 5)', 'uniform(0, 50)', 'fixed(8)'"
-    )
+def _seed(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected an integer >= 0")
+    return n
+
+
+def _emit(text: str) -> None:
+    """Print to stdout; a reader that closed the pipe (``| head``) is not an error of ours."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stop the interpreter's flush at exit
+
+
+def _add_reference_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
     parser.add_argument("--panels", type=_positive_int, metavar="N", help="fix the grid's panel count (even)")
-
-
-def model_from_args(args: argparse.Namespace) -> tuple[SchoolsData, Prior]:
-    data = load_data(args.data) if args.data is not None else RUBIN
-    prior = make_prior(args.prior, args.mu_prior, args.tau_prior)
-    return data, prior
 
 
 def reference_from_args(args: argparse.Namespace) -> Reference:
     data, prior = model_from_args(args)
     if args.panels is not None and args.panels % 2:
-        raise PosteriorError(f"--panels = {args.panels}: must be even (the error estimate halves it)")
+        raise UsageError(f"--panels = {args.panels}: must be even (the error estimate halves it)")
     opts = {} if args.panels is None else {"panels": args.panels}
     return posterior(data, prior, **opts)
 
@@ -81,24 +94,38 @@ def reference_from_args(args: argparse.Namespace) -> Reference:
 
 
 def _summary_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_arguments(parser)
+    _add_reference_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
     parser.add_argument(
         "--draws", type=_positive_int, metavar="N", help="also write N exact draws (needs --out)"
     )
     parser.add_argument("--out", metavar="FILE.nc", help="netCDF file for the draws (ArviZ layout)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
+    parser.add_argument("--seed", type=_seed, default=0, help="seed of the draws (default: 0)")
 
 
-def _fmt(x: float) -> str:
-    return (
-        f"{x:9.3f}" if math.isfinite(x) else f"{'inf' if x > 0 else 'nan' if math.isnan(x) else '-inf':>9s}"
-    )
+def _cell(x: float, exists: bool = True) -> str:
+    return f"{x:9.3f}" if exists else f"{'-':>9s}"
+
+
+def _moment_note(s: Summary) -> str:
+    """'mean and sd do not exist (...)' for a heavy tail, with the reason from the summary's note."""
+    missing = s.missing_moments
+    if not missing:
+        return s.note
+    what = "mean and sd do not exist" if len(missing) == 2 else f"{missing[0]} does not exist"
+    reason = s.note.split(": ", 1)[-1] if s.note else ""
+    return f"{what}: {reason}" if reason else what
 
 
 def format_table(ref: Reference) -> str:
-    """The summaries as a fixed-width table with a header saying what was computed."""
-    lines = [f"data: {ref.data.name} (J = {ref.data.J})   prior: {ref.prior} [{ref.prior.name}]"]
+    """The summaries as a fixed-width table with a header saying what was computed.
+
+    Every number printed is finite; a moment that does not exist reads "-" and the row's note says so.
+    With a fixed tau, log tau is left out (as in the JSON).
+    """
+    data = ref.data
+    scaled = f", sigma x {data.sigma_scale:g}" if data.sigma_scale != 1.0 else ""
+    lines = [f"data: {data.name} (J = {data.J}{scaled})   prior: {ref.prior} [{ref.prior.name}]"]
     if ref.grid_info is not None:
         g = ref.grid_info
         lines.append(
@@ -118,35 +145,44 @@ def format_table(ref: Reference) -> str:
         + f"{'error':>9s}"
     )
     lines += ["", head]
-    labels = {f"theta[{j + 1}]": s for j, s in enumerate(ref.data.school)}
+    labels = {f"theta[{j + 1}]": s for j, s in enumerate(data.school)}
     for name, s in ref.summaries().items():
+        if s.fixed and name == "log_tau":
+            continue
         label = f"{name} {labels[name]}" if name in labels and labels[name] != name[6:-1] else name
         if s.fixed:
             lines.append(f"{label:14s}fixed at {s.mean:g}")
             continue
         errs = [s.error.mean, s.error.sd, *s.error.quantiles.values()]
-        worst = max((e for e in errs if math.isfinite(e)), default=math.nan)
-        row = _fmt(s.mean) + _fmt(s.sd) + "".join(_fmt(v) for v in s.quantiles.values())
-        lines.append(f"{label:14s}{row}{worst:9.1e}" + (f"   ({s.note})" if s.note else ""))
+        worst = max(e for e in errs if math.isfinite(e))
+        missing = s.missing_moments
+        row = (_cell(s.mean, "mean" not in missing) + _cell(s.sd, "sd" not in missing)
+               + "".join(_cell(v) for v in s.quantiles.values()))
+        note = _moment_note(s)
+        lines.append(f"{label:14s}{row}{worst:9.1e}" + (f"   ({note})" if note else ""))
     return "\n".join(lines)
 
 
 def _run_summary(args: argparse.Namespace) -> int:
     if (args.draws is None) != (args.out is None):
-        raise PosteriorError("--draws and --out go together: --draws N --out FILE.nc")
-    if args.out is not None and not Path(args.out).resolve().parent.is_dir():
-        raise PosteriorError(f"--out = {args.out!r}: its directory does not exist")
+        raise UsageError("--draws and --out go together: --draws N --out FILE.nc")
+    if args.out is not None:
+        out = Path(args.out)
+        if out.is_dir():
+            raise UsageError(f"--out = {args.out!r}: is a directory (expected a file name)")
+        if not out.resolve().parent.is_dir():
+            raise UsageError(f"--out = {args.out!r}: its directory does not exist")
+        if not os.access(out.resolve().parent, os.W_OK):
+            raise UsageError(f"--out = {args.out!r}: its directory is not writable")
     ref = reference_from_args(args)
-    print(ref.to_json(indent=1) if args.json else format_table(ref))
+    _emit(ref.to_json(indent=1) if args.json else format_table(ref))
     if args.draws is not None:
-        from .draws import write_draws
-
         try:
             write_draws(ref, args.draws, args.seed, Path(args.out))
         except OSError as e:
-            raise PosteriorError(f"--out = {args.out!r}: cannot write ({e.strerror or e})") from None
+            raise UsageError(f"--out = {args.out!r}: cannot write ({e.strerror or e})") from None
         print(f"wrote {args.draws} exact draws to {args.out}", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 # --- check -------------------------------------------------------------------------------------
@@ -154,24 +190,21 @@ def _run_summary(args: argparse.Namespace) -> int:
 
 def _check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--posterior", required=True, metavar="FILE.nc", help="draws in ArviZ layout (NetCDF)")
-    add_model_arguments(parser)
-    parser.add_argument("--alpha", type=float, default=None, help="family-wise false-alarm rate (default 0.01)")
+    _add_reference_arguments(parser)
+    parser.add_argument("--alpha", type=float, default=None,
+                        help=f"family-wise false-alarm rate (default {DEFAULT_ALPHA:g})")
     parser.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    """Exit 0 on pass, 1 on fail; unusable input raises CheckInputError (exit 2)."""
-    import json
-
-    from .check import DEFAULT_ALPHA, check_file, format_verdict
-
-    data, prior = model_from_args(args)
+    """Exit 0 on PASS, 1 on FAIL; unusable input raises a UsageError (exit 2)."""
     alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
     if not 0 < alpha < 1:
-        raise PosteriorError(f"--alpha = {alpha!r}: must be in (0, 1)")
-    verdict = check_file(Path(args.posterior), data, prior, alpha=alpha)
-    print(json.dumps(verdict.to_json(), indent=1) if args.json else format_verdict(verdict))
-    return 0 if verdict.passed else 1
+        raise UsageError(f"--alpha = {alpha!r}: must be in (0, 1)")
+    ref = reference_from_args(args)
+    verdict = check_file(Path(args.posterior), ref, alpha=alpha)
+    _emit(json.dumps(verdict.to_json(), indent=1, allow_nan=False) if args.json else format_verdict(verdict))
+    return EXIT_OK if verdict.passed else EXIT_FAIL
 
 
 # --- write-results ----------------------------------------------------------------------------
@@ -182,11 +215,16 @@ def _write_results_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_write_results(args: argparse.Namespace) -> int:
-    from .report import write_results
-
-    for path in write_results(Path(args.outdir)):
-        print(path)
-    return 0
+    outdir = Path(args.outdir)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"outdir = {args.outdir!r}: cannot create ({e.strerror or e})") from None
+    if not os.access(outdir, os.W_OK):
+        raise UsageError(f"outdir = {args.outdir!r}: not writable")
+    for path in write_results(outdir):
+        _emit(str(path))
+    return EXIT_OK
 
 
 COMMANDS: dict[str, Command] = {
@@ -210,10 +248,11 @@ DEFAULT_COMMAND = "summary"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m reference",
+    parser = _Parser(
+        prog=PROG,
         description="Analytic grid reference for the eight-schools model.",
-        epilog=f"With no command, '{DEFAULT_COMMAND}' runs: python -m reference --prior bda3 --json",
+        epilog=f"With no command, '{DEFAULT_COMMAND}' runs: {PROG} --prior bda3 --json. "
+        "Exit codes: 0 success/PASS, 1 FAIL verdict, 2 unusable input, 3 internal error.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, cmd in COMMANDS.items():
@@ -223,16 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         argv = [DEFAULT_COMMAND, *argv]
     args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except INPUT_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # e.g. piped into head: not an error of ours
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stop the interpreter's flush at exit
-        return 141
+    return args.run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a command and return its exit code under the suite's contract (``models.errors.run_cli``)."""
+    return run_cli(_main, argv, prog=PROG)

@@ -9,6 +9,9 @@ quantity's units, for the mean, the sd and each quantile.
 
 With a ``fixed(value)`` tau prior the model is fully conjugate and there is no grid: mu and theta are
 closed-form (truncated) normals, ``tau``/``log_tau`` are point masses marked ``fixed``.
+
+Layers: ``summary`` (the reported types), ``rules`` (node rules and mixtures), this module (the
+Reference), ``draws`` (exact draws). Nothing here imports ``report`` or ``cli``.
 """
 
 from __future__ import annotations
@@ -25,297 +28,25 @@ from models.data import SchoolsData
 from models.priors import Prior
 
 from . import draws as _draws
-from .grid import GridOptions, TauGrid, Window, find_domain, gauss_rule, refine
-from .marginal import (
-    MuGivenTau,
-    PosteriorError,
-    Schools,
-    log_post_u,
-    mu_given_tau,
-    shrinkage,
-    tail_info,
-    tau_sums,
-    tau_support,
-)
-from .mixture import (
-    CdfTable,
-    Mixture,
-    NormalMixture,
-    ShiftedTruncatedMixture,
-    TruncatedMixture,
-    build_table,
-    solve_quantiles,
-)
+from .grid import GridOptions, TauGrid, find_domain, refine
+from .marginal import PosteriorError, Schools, log_post_u, tail_info, tau_support
+from .mixture import CdfTable, Mixture, build_table, solve_quantiles
+from .rules import GridInfo, Level, Rules, fixed_rules, make_rules, mu_mixture, theta_mixture
+from .summary import LEVELS, ROUNDOFF, Summary, SummaryBlock, SummaryError, level_key, require_finite
 
 __all__ = ["LEVELS", "Summary", "SummaryError", "Reference", "posterior"]
 
-#: the quantile levels of every summary
-LEVELS: tuple[float, ...] = (0.025, 0.05, 0.25, 0.5, 0.75, 0.95, 0.975)
-#: floor of every error estimate, relative to the quantity's scale: sums over ~10^3 nodes in double
-#: precision carry ~1e-14 relative round-off, so a grid difference below this is not resolved
-ROUNDOFF = 1e-13
 #: evaluation points per chunk in mixture CDFs (bounds memory at nodes x chunk doubles)
 _CHUNK = 2_000_000
-_BLOCK_ARRAYS = ("mean", "sd", "q", "err_mean", "err_sd", "err_q")
 _THETA = re.compile(r"^theta\[(\d+)\]$")
 #: cdf() of mu or theta at more points than this goes through an interpolation table (see CdfTable)
 _TABLE_MIN_POINTS = 4096
 
 
-@dataclass(frozen=True)
-class SummaryError:
-    """Error estimates of a :class:`Summary`'s numbers (absolute, same units)."""
-
-    mean: float
-    sd: float
-    quantiles: dict[str, float]
-
-    def to_dict(self) -> dict:
-        return {"mean": _num(self.mean), "sd": _num(self.sd), "quantiles": dict(self.quantiles)}
-
-
-@dataclass(frozen=True)
-class Summary:
-    """Mean, sd and quantiles (keyed by the level as text, e.g. ``"0.025"``) of one quantity.
-
-    ``mean`` is ``inf`` where the expectation diverges to +infinity, ``nan`` where it does not exist;
-    ``sd`` is ``inf`` where the variance is infinite. ``fixed`` marks a point mass (a fixed tau).
-    """
-
-    name: str
-    mean: float
-    sd: float
-    quantiles: dict[str, float]
-    error: SummaryError
-    fixed: bool = False
-    note: str = ""
-
-    def __getitem__(self, key: str):
-        """Mapping-style access to the JSON fields: ``s["mean"]``, ``s["quantiles"]["0.5"]``, ..."""
-        if key == "error":
-            return self.error.to_dict()
-        if key in ("mean", "sd", "quantiles", "fixed", "note"):
-            return getattr(self, key)
-        raise KeyError(key)
-
-    def to_dict(self) -> dict:
-        if self.fixed:
-            return {"fixed": self.mean}
-        out = {
-            "mean": _num(self.mean),
-            "sd": _num(self.sd),
-            "error": self.error.to_dict(),
-            "quantiles": dict(self.quantiles),
-        }
-        if self.note:
-            out["note"] = self.note
-        return out
-
-
-def _num(x: float) -> float | None:
-    """JSON has no inf/nan: non-finite moments are written as null (with a note)."""
-    return float(x) if math.isfinite(x) else None
-
-
-def _key(q: float) -> str:
-    return repr(float(q))
-
-
-@dataclass(frozen=True)
-class _Level:
-    """The tau nodes with their posterior weights, and mu | tau, y at each node."""
-
-    tau: np.ndarray
-    w: np.ndarray
-    mu: MuGivenTau
-
-
-def _level(data: Schools, prior: Prior, tau: np.ndarray, w: np.ndarray) -> _Level:
-    return _Level(tau, w, mu_given_tau(prior, tau_sums(data, tau, likelihood=False)))
-
-
-#: a uniform mu prior whose bounds lie beyond this many sds of mu | tau at every node truncates less
-#: than Phi(-9) ~ 1e-19 of the mass, below double precision: the mixtures are then plain normal ones
-#: (much cheaper than bivariate-normal rectangles; the usual case for large J)
-_NO_TRUNCATION_SDS = 9.0
-
-
-def _truncates(mu: MuGivenTau) -> bool:
-    if not mu.truncated:
-        return False
-    lo = (mu.loc - mu.lower) / mu.scale
-    hi = (mu.upper - mu.loc) / mu.scale
-    return bool(np.any(lo < _NO_TRUNCATION_SDS) or np.any(hi < _NO_TRUNCATION_SDS))
-
-
-def _mu_mixture(rule: _Level) -> Mixture:
-    mu = rule.mu
-    loc, scale = mu.loc[:, None], mu.scale[:, None]
-    if _truncates(mu):
-        return TruncatedMixture(rule.w, loc, scale, mu.lower, mu.upper)
-    return NormalMixture(rule.w, loc, scale)
-
-
-def _theta_mixture(data: Schools, rule: _Level, idx: np.ndarray) -> Mixture:
-    """theta_j | y for the schools ``idx``: mixtures over the rule's tau nodes."""
-    y, sigma = data.y[idx], data.sigma[idx]
-    B, one_minus_B = shrinkage(sigma, rule.tau)
-    c = one_minus_B * y
-    noise = np.sqrt(one_minus_B) * sigma
-    mu = rule.mu
-    loc, scale = mu.loc[:, None], mu.scale[:, None]
-    if _truncates(mu):
-        return ShiftedTruncatedMixture(rule.w, c, B, noise, loc, scale, mu.lower, mu.upper)
-    return NormalMixture(rule.w, c + B * loc, np.sqrt(noise**2 + (B * scale) ** 2))
-
-
-@dataclass(frozen=True)
-class _Rules:
-    """Node rules for the mu and theta mixtures.
-
-    ``value`` gives the reported numbers; ``grid`` is the same construction on the coarse grid and
-    ``compress`` (when the fine grid is compressed to a Gauss rule) the rule with twice the nodes:
-    their differences from ``value`` are the error estimates.
-    """
-
-    value: _Level
-    grid: _Level
-    compress: _Level | None
-    nodes: int
-
-
-#: a compressed rule is accepted when mixture CDFs at probe points and moments match the full fine
-#: grid this closely (absolute on CDFs, relative to the sd on moments); its actual error is then
-#: measured against the rule with twice the nodes and reported, so this only trades speed for accuracy
-COMPRESS_TOL = 1e-9
-#: largest compressed rule tried (its check rule has twice the nodes)
-_COMPRESS_MAX_NODES = 64
-_PROBE_SCHOOLS = 16
-#: below this many (node, school) pairs the mixtures are cheap on the full grid: no compression
-_COMPRESS_MIN_WORK = 200_000
-
-
-def _probe_schools(data: Schools) -> np.ndarray:
-    """A few schools at the extremes of y/sigma and sigma: those whose mixtures vary most with tau."""
-    if data.J <= 4 * _PROBE_SCHOOLS:
-        return np.arange(data.J)
-    y, s = data.y, data.sigma
-    z = (y - np.median(y)) / s
-    k = _PROBE_SCHOOLS
-    picks = [np.argsort(z)[:k], np.argsort(z)[-k:], np.argsort(s)[:k], np.argsort(s)[-k:]]
-    return np.unique(np.concatenate(picks))
-
-
-def _mixtures_agree(data: Schools, a: _Level, b: _Level, idx: np.ndarray) -> bool:
-    for mix_a, mix_b in (
-        (_mu_mixture(a), _mu_mixture(b)),
-        (_theta_mixture(data, a, idx), _theta_mixture(data, b, idx)),
-    ):
-        m_b, v_b = mix_b.moments()
-        m_a, v_a = mix_a.moments()
-        sd = np.sqrt(v_b)
-        if not np.all(np.isfinite(sd)):
-            continue  # heavy-tailed mu: moments are not a criterion, the CDFs below are
-        x = m_b[:, None] + sd[:, None] * np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
-        gap = np.abs(mix_a.cdf_pdf(x)[0] - mix_b.cdf_pdf(x)[0]).max()
-        if (
-            gap > COMPRESS_TOL
-            or np.max(np.abs(m_a - m_b) / sd) > COMPRESS_TOL
-            or np.max(np.abs(np.sqrt(v_a) - sd) / sd) > COMPRESS_TOL
-        ):
-            return False
-    return True
-
-
-def _rules(data: Schools, prior: Prior, fine: TauGrid, coarse: TauGrid, compress: bool) -> _Rules:
-    """Mixture rules: the fine grid, or its smallest Gauss compression that reproduces it."""
-    full = _level(data, prior, np.exp(fine.u), fine.weight)
-    coarse_level = _level(data, prior, np.exp(coarse.u), coarse.weight)
-    if compress and data.J * fine.u.size >= _COMPRESS_MIN_WORK:
-        idx = _probe_schools(data)
-        n = 8
-        while n <= _COMPRESS_MAX_NODES and 4 * n <= fine.u.size:
-            value = _level(data, prior, *_exp_nodes(gauss_rule(fine.u, fine.weight, n)))
-            if _mixtures_agree(data, value, full, idx):
-                return _Rules(
-                    value,
-                    _level(data, prior, *_exp_nodes(gauss_rule(coarse.u, coarse.weight, n))),
-                    _level(data, prior, *_exp_nodes(gauss_rule(fine.u, fine.weight, 2 * n))),
-                    n,
-                )
-            n *= 2
-    return _Rules(full, coarse_level, None, fine.u.size)
-
-
-def _exp_nodes(rule: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    return np.exp(rule[0]), rule[1]
-
-
-@dataclass(frozen=True)
-class GridInfo:
-    """How the grid was made (for provenance)."""
-
-    panels: int
-    order: int
-    coarse_panels: int
-    window: Window
-    truncated_mass: float
-    mixture_nodes: int
-    options: GridOptions
-
-    @property
-    def u_window(self) -> tuple[float, float]:
-        return (self.window.lo, self.window.hi)
-
-    def to_dict(self) -> dict:
-        w = self.window
-        return {
-            "variable": f"v, with log tau = {w.mode:.6g} + {w.scale:.6g} sinh(v) (mode and half-width of log tau)",
-            "rule": "composite Gauss-Legendre, equal panels in v",
-            "panels": self.panels,
-            "nodes_per_panel": self.order,
-            "nodes": self.panels * self.order,
-            "error_from": f"difference to {self.coarse_panels} panels",
-            "log_tau_window": [w.lo, w.hi],
-            "tau_window": [math.exp(w.lo), math.exp(w.hi)],
-            "mode_log_tau": w.mode,
-            "truncated_mass": self.truncated_mass,
-            "mixture_nodes": self.mixture_nodes,
-            "mixture_rule": (
-                "the fine grid"
-                if self.mixture_nodes == self.panels * self.order
-                else f"{self.mixture_nodes}-point Gauss rule of the fine grid (error: vs {2 * self.mixture_nodes} points)"
-            ),
-            "drop": self.options.drop,
-            "rtol": self.options.rtol,
-            "qtol": self.options.qtol,
-        }
-
-
-@dataclass(frozen=True)
-class _Block:
-    """Summaries of K mixtures at once (mu, or a set of schools), as arrays."""
-
-    mean: np.ndarray
-    sd: np.ndarray
-    q: np.ndarray  # (K, levels)
-    err_mean: np.ndarray
-    err_sd: np.ndarray
-    err_q: np.ndarray  # (K, levels)
-    note: str = ""
-
-    def summary(self, i: int, name: str) -> Summary:
-        keys = [_key(v) for v in LEVELS]
-        return Summary(
-            name,
-            float(self.mean[i]),
-            float(self.sd[i]),
-            dict(zip(keys, self.q[i].tolist())),
-            SummaryError(
-                float(self.err_mean[i]), float(self.err_sd[i]), dict(zip(keys, self.err_q[i].tolist()))
-            ),
-            note=self.note,
-        )
+def _quiet() -> np.errstate:
+    """Floating-point warnings off while summaries are computed: require_finite refuses what is not
+    finite, with a message, so warnings would only add lines to stderr."""
+    return np.errstate(all="ignore")
 
 
 @dataclass(eq=False)
@@ -332,9 +63,9 @@ class Reference:
     coarse: TauGrid | None
     grid_info: GridInfo | None
     schools: Schools = field(repr=False)
-    _rules: _Rules = field(repr=False)
+    _rules: Rules = field(repr=False)
     _summaries: dict[str, Summary] = field(default_factory=dict, repr=False)
-    _theta: _Block | None = field(default=None, repr=False)
+    _theta: SummaryBlock | None = field(default=None, repr=False)
     _tables: dict[str, CdfTable] = field(default_factory=dict, repr=False)
 
     # --- names -------------------------------------------------------------------------------
@@ -358,12 +89,15 @@ class Reference:
             raise KeyError(f"quantity = {name!r}: school index must be in 1 .. {self.data.J}")
         return j - 1
 
+    def _where(self) -> str:
+        return f"data {self.data.name} (J = {self.data.J}) and prior {self.prior}"
+
     # --- mixtures ----------------------------------------------------------------------------
 
-    def _mixture(self, name: str, rule: _Level) -> Mixture:
+    def _mixture(self, name: str, rule: Level) -> Mixture:
         if name == "mu":
-            return _mu_mixture(rule)
-        return _theta_mixture(self.schools, rule, np.array([self._school(name)]))
+            return mu_mixture(rule)
+        return theta_mixture(self.schools, rule, np.array([self._school(name)]))
 
     # --- moments that may not exist ----------------------------------------------------------
 
@@ -382,28 +116,44 @@ class Reference:
     # --- summaries ---------------------------------------------------------------------------
 
     def summary(self, name: str) -> Summary:
-        """Mean, sd, quantiles at :data:`LEVELS` and their error estimates for one quantity."""
+        """Mean, sd, quantiles at :data:`LEVELS` and their error estimates for one quantity.
+
+        Raises PosteriorError if a number that should exist is not finite (data or prior outside
+        what the grid can integrate).
+        """
         if name in self._summaries:
             return self._summaries[name]
-        if name in ("tau", "log_tau"):
-            out = self._tau_summary(name)
-        elif name == "mu":
-            out = self._mixture_block(None).summary(0, "mu")
-        else:
-            j = self._school(name)
-            if self._theta is not None:
-                return self._theta.summary(j, name)
-            out = self._mixture_block(np.array([j])).summary(0, name)
+        with _quiet():  # a non-finite result is refused below, with a message: no warnings on the way
+            if name in ("tau", "log_tau"):
+                out = self._tau_summary(name)
+            elif name == "mu":
+                out = self._mixture_block(None).summary(0, "mu")
+            else:
+                j = self._school(name)
+                if self._theta is not None:
+                    return self._theta.summary(j, name)
+                out = self._mixture_block(np.array([j])).summary(0, name)
+        if not out.fixed:
+            mean_ok, var_ok, _ = self._moment_status(name) if name in ("mu", "tau") else (True, True, "")
+            require_finite(self._where(), [name], {
+                "mean": [out.mean], "sd": [out.sd], "quantiles": [list(out.quantiles.values())],
+                "error of the mean": [out.error.mean], "error of the sd": [out.error.sd],
+                "error of the quantiles": [list(out.error.quantiles.values())]}, mean_ok=mean_ok, var_ok=var_ok)
         self._summaries[name] = out
         return out
 
-    def theta_block(self) -> _Block:
+    def theta_block(self) -> SummaryBlock:
         """All J theta summaries as arrays (vectorised over schools, in chunks)."""
         if self._theta is None:
             step = max(1, _CHUNK // (self._rules.value.tau.size * len(LEVELS)))
             idx = np.arange(self.data.J)
-            blocks = [self._mixture_block(idx[i : i + step]) for i in range(0, idx.size, step)]
-            self._theta = _Block(*(np.concatenate([getattr(b, f) for b in blocks]) for f in _BLOCK_ARRAYS))
+            with _quiet():
+                block = SummaryBlock.concatenate(
+                    [self._mixture_block(idx[i : i + step]) for i in range(0, idx.size, step)])
+            require_finite(self._where(), [f"theta[{j + 1}]" for j in range(self.data.J)], {
+                "mean": block.mean, "sd": block.sd, "quantiles": block.q, "error of the mean": block.err_mean,
+                "error of the sd": block.err_sd, "error of the quantiles": block.err_q})
+            self._theta = block
         return self._theta
 
     def summaries(self) -> dict[str, Summary]:
@@ -411,14 +161,15 @@ class Reference:
         self.theta_block()
         return {name: self.summary(name) for name in self.names}
 
+    def _fixed_value(self, name: str) -> float:
+        if name == "tau":
+            return self.fixed_tau
+        return math.log(self.fixed_tau) if self.fixed_tau > 0 else -math.inf
+
     def _tau_summary(self, name: str) -> Summary:
-        levels = {_key(q): q for q in LEVELS}
+        levels = {level_key(q): q for q in LEVELS}
         if self.fixed_tau is not None:
-            v = (
-                self.fixed_tau
-                if name == "tau"
-                else (math.log(self.fixed_tau) if self.fixed_tau > 0 else -math.inf)
-            )
+            v = self._fixed_value(name)
             zero = {k: 0.0 for k in levels}
             return Summary(name, v, 0.0, {k: v for k in levels}, SummaryError(0.0, 0.0, zero), fixed=True)
         assert self.fine is not None and self.coarse is not None and self.grid_info is not None
@@ -447,16 +198,14 @@ class Reference:
             note=note,
         )
 
-    def _mixture_block(self, idx: np.ndarray | None) -> _Block:
+    def _mixture_block(self, idx: np.ndarray | None) -> SummaryBlock:
         """Summaries of mu (idx None) or of the schools idx, with their error estimates."""
-        rules = [self._rules.value, self._rules.grid] + (
-            [self._rules.compress] if self._rules.compress else []
-        )
+        rules = [self._rules.value, *self._rules.checks]
         if idx is None:
-            mixes = [_mu_mixture(r) for r in rules]
+            mixes = [mu_mixture(r) for r in rules]
             mean_ok, var_ok, note = self._moment_status("mu")
         else:
-            mixes = [_theta_mixture(self.schools, r, idx) for r in rules]
+            mixes = [theta_mixture(self.schools, r, idx) for r in rules]
             mean_ok, var_ok, note = True, True, ""
         p = np.array(LEVELS)
         mix, checks = mixes[0], mixes[1:]
@@ -479,7 +228,7 @@ class Reference:
             mean, err_mean = np.full_like(mean, np.nan), np.full_like(mean, np.nan)
         if not var_ok:
             sd, err_sd = np.full_like(sd, np.inf), np.full_like(sd, np.nan)
-        return _Block(mean, sd, q, err_mean, err_sd, err_q, note)
+        return SummaryBlock(mean, sd, q, err_mean, err_sd, err_q, note)
 
     # --- distribution functions --------------------------------------------------------------
 
@@ -532,11 +281,7 @@ class Reference:
 
     def _tau_dist(self, name: str, x: np.ndarray, which: int) -> np.ndarray:
         if self.fixed_tau is not None:
-            v = (
-                self.fixed_tau
-                if name == "tau"
-                else (math.log(self.fixed_tau) if self.fixed_tau > 0 else -math.inf)
-            )
+            v = self._fixed_value(name)
             return (x >= v).astype(float) if which == 0 else np.zeros_like(x)
         assert self.fine is not None
         if name == "log_tau":
@@ -566,14 +311,7 @@ class Reference:
             raise ValueError("q: probabilities must lie in [0, 1]")
         if name in ("tau", "log_tau"):
             if self.fixed_tau is not None:
-                v = (
-                    self.fixed_tau
-                    if name == "tau"
-                    else math.log(self.fixed_tau)
-                    if self.fixed_tau
-                    else -math.inf
-                )
-                return np.full(q.shape, v)
+                return np.full(q.shape, self._fixed_value(name))
             u = self.fine.quantile(q.ravel()).reshape(q.shape)
             return np.exp(u) if name == "tau" else u
         mix = self._mixture(name, self._rules.value)
@@ -599,7 +337,7 @@ class Reference:
         if self.fixed_tau is None:
             out["log_tau"] = self.summary("log_tau").to_dict()
         block = self.theta_block()
-        keys = [_key(v) for v in LEVELS]
+        keys = [level_key(v) for v in LEVELS]
         q, err_q = block.q.tolist(), block.err_q.tolist()
         for j, (m, sd, em, es) in enumerate(
             zip(block.mean.tolist(), block.sd.tolist(), block.err_mean.tolist(), block.err_sd.tolist())
@@ -635,7 +373,8 @@ class Reference:
 def posterior(data: SchoolsData, prior: Prior, **grid_opts) -> Reference:
     """The reference posterior for ``data`` and ``prior``; ``grid_opts`` are :class:`GridOptions` fields.
 
-    Results are cached on (data, prior, options): the objects are immutable and hashable.
+    Results are cached on (data, prior, options): the objects are immutable and hashable. Raises
+    PosteriorError (a UsageError) when the posterior is improper or the grid cannot be built for it.
     """
     return _posterior(data, prior, GridOptions(**grid_opts))
 
@@ -644,8 +383,7 @@ def posterior(data: SchoolsData, prior: Prior, **grid_opts) -> Reference:
 def _posterior(data: SchoolsData, prior: Prior, opts: GridOptions) -> Reference:
     schools = Schools.of(data)
     if prior.tau_fixed:
-        level = _level(schools, prior, np.array([prior.tau["value"]]), np.ones(1))
-        return Reference(data, prior, None, None, None, schools, _Rules(level, level, None, 1))
+        return Reference(data, prior, None, None, None, schools, fixed_rules(schools, prior))
     tail = tail_info(data, prior)
     if not tail.proper:
         raise PosteriorError(
@@ -659,11 +397,15 @@ def _posterior(data: SchoolsData, prior: Prior, opts: GridOptions) -> Reference:
         return log_post_u(schools, prior, u)
 
     centre = float(np.clip(math.log(float(np.median(schools.sigma))), *support))
-    window = find_domain(logf, support, centre, k, opts.drop)
-    fine, coarse = refine(logf, window, opts, k)
+    try:
+        window = find_domain(logf, support, centre, k, opts.drop)
+        fine, coarse = refine(logf, window, opts, k)
+    except FloatingPointError as e:  # the density does not decay, or has no mass the grid can see
+        raise PosteriorError(f"data {data.name} (J = {data.J}), prior {prior}: the reference cannot "
+                             f"integrate p(tau | y) ({e}); use a less extreme prior or rescale the data") from None
     lost = (fine.edge_density[0] if math.isinf(support[0]) else 0.0) + (
         fine.edge_density[1] if math.isinf(support[1]) else 0.0
     )
-    rules = _rules(schools, prior, fine, coarse, opts.compress)
+    rules = make_rules(schools, prior, fine, coarse, opts.compress)
     info = GridInfo(fine.panels, fine.order, coarse.panels, window, lost, rules.nodes, opts)
     return Reference(data, prior, fine, coarse, info, schools, rules)

@@ -10,7 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import arviz_base
 import numpy as np
+
+from models.files import write_netcdf
 
 from ._special import tn_from_uniform
 from .marginal import mu_given_tau, shrinkage, tau_sums
@@ -55,11 +58,10 @@ def exact_draws(ref: Reference, n: int, rng: np.random.Generator) -> dict[str, n
 
 def to_datatree(ref: Reference, draws: dict[str, np.ndarray]):
     """Draws in ArviZ layout: a DataTree with a ``posterior`` group, one chain, theta over ``school``."""
-    import arviz_base
-
     attrs = {
         "source": "reference (exact independent draws, analytic grid)",
         "data": ref.data.name,
+        "data_digest": ref.data.digest(),
         "prior": str(ref.prior),
         "prior_name": ref.prior.name,
     }
@@ -79,9 +81,4 @@ def write_draws(ref: Reference, n: int, seed: int | None, path: Path) -> Path:
 
     xarray picks the engine (netCDF4, else h5netcdf, which needs h5py to write).
     """
-    from .report import atomic_path
-
-    tree = to_datatree(ref, ref.draws(n, seed))
-    with atomic_path(Path(path)) as tmp:
-        tree.to_netcdf(tmp)
-    return Path(path)
+    return write_netcdf(to_datatree(ref, ref.draws(n, seed)), Path(path))

@@ -19,9 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
+from models.errors import UsageError
+
 __all__ = ["GridOptions", "SinhMap", "TauGrid", "Window", "find_domain", "gauss_rule", "make_grid", "refine"]
 
 LogDensity = Callable[[np.ndarray], np.ndarray]
+
+
+#: the most panels a grid may be asked for: 2^16 panels of 8 nodes are 2^19 nodes, a few MB per array
+#: and seconds of work; far beyond what convergence needs (tens to hundreds), so a larger request is a typo
+MAX_PANELS = 2**16
 
 
 @dataclass(frozen=True)
@@ -46,12 +53,15 @@ class GridOptions:
     compress: bool = True
 
     def __post_init__(self) -> None:
-        if self.panels is not None and (self.panels < 2 or self.panels % 2):
-            raise ValueError(f"panels = {self.panels}: must be an even integer >= 2")
+        if self.panels is not None and (
+            isinstance(self.panels, bool) or not isinstance(self.panels, int)
+            or not 2 <= self.panels <= MAX_PANELS or self.panels % 2
+        ):
+            raise UsageError(f"panels = {self.panels!r}: must be an even integer in [2, {MAX_PANELS}]")
         if not 2 <= self.order <= 40:
-            raise ValueError(f"order = {self.order}: must be in [2, 40]")
+            raise UsageError(f"order = {self.order}: must be in [2, 40]")
         if not self.drop > 5:
-            raise ValueError(f"drop = {self.drop}: must be > 5")
+            raise UsageError(f"drop = {self.drop}: must be > 5")
 
 
 def _legendre(x: np.ndarray, n: int) -> np.ndarray:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.data import SchoolsData
+from models.errors import UsageError
 from models.priors import Dist, Prior
 
 from ._special import log_ndtr_diff, tn_moments
@@ -45,8 +46,9 @@ __all__ = [
 _CHUNK = 4_000_000
 
 
-class PosteriorError(ValueError):
-    """The reference cannot be computed for this data and prior (e.g. an improper posterior)."""
+class PosteriorError(UsageError):
+    """The reference cannot be computed for this data and prior (e.g. an improper posterior): a
+    problem with the input, so every command exits 2 on it."""
 
 
 @dataclass(frozen=True, eq=False)

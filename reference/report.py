@@ -2,66 +2,41 @@
 
 ``write_results(outdir)`` writes ``<data>-<prior>.json`` for each preset and the "pooling knob"
 figure (p(tau | y) with E[theta_j | tau, y] +- sd against tau, as BDA3 figures 5.5-5.7) for the
-bda3 and default priors. Every file is written atomically (temporary file, then os.replace).
+bda3 and default priors. Every file is written atomically (``models.files``); provenance (versions,
+machine, git revision) comes from ``models.provenance``, the suite's one bottom layer.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import platform
-import subprocess
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
-import scipy
 
 from models.data import RUBIN, SchoolsData
+from models.files import atomic_path, write_text
 from models.priors import PRESETS, Prior
+from models.provenance import git_revision, machine, versions
 
 from .core import LEVELS, Reference, posterior
 from .marginal import theta_given_tau
 
-__all__ = ["atomic_path", "provenance", "write_results", "pooling_figure", "FIGURE_PRIORS"]
+__all__ = ["provenance", "write_results", "pooling_figure", "FIGURE_PRIORS", "REFERENCE_PACKAGES"]
 
 #: the presets whose pooling-knob figure is drawn
 FIGURE_PRIORS: tuple[str, ...] = ("bda3", "default")
-_REPO = Path(__file__).resolve().parents[1]
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``, else remove it."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        with suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", *args], cwd=_REPO, capture_output=True, text=True, timeout=10, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
+#: the packages whose versions can change the reference's numbers
+REFERENCE_PACKAGES: tuple[str, ...] = ("numpy", "scipy")
 
 
 def provenance(ref: Reference) -> dict:
-    """How a reference was made: data, prior, method, grid, errors, versions and git revision."""
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    """How a reference was made: data, prior, method, grid, errors, versions, machine, git revision."""
     if ref.grid_info is None:
         method = {"kind": "closed form", "detail": f"tau fixed at {ref.fixed_tau:g}: fully conjugate"}
     else:
         method = {"kind": "grid in log tau, mu integrated in closed form", **ref.grid_info.to_dict()}
+    revision = git_revision()
     return {
         "data": ref.data.to_dict(),
         "prior": ref.prior.to_dict(),
@@ -73,24 +48,21 @@ def provenance(ref: Reference) -> dict:
         ),
         "max_error": ref.max_error(),
         "fixed_tau": "tau is {'fixed': value} and log_tau is omitted" if ref.fixed_tau is not None else None,
-        "versions": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "scipy": scipy.__version__,
-        },
-        "git_revision": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(status) if status is not None else None,
+        "versions": {"python": platform.python_version(), **versions(REFERENCE_PACKAGES)},
+        "machine": machine(),
+        "git_revision": revision,
+        "git_dirty": revision.endswith("-dirty") if revision is not None else None,
     }
 
 
 def _write_json(obj: dict, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1, allow_nan=False) + "\n")
-    return path
+    return write_text(path, json.dumps(obj, indent=1, allow_nan=False) + "\n")
 
 
 def pooling_figure(ref: Reference, path: Path, *, tau_max: float | None = None) -> Path:
     """p(tau | y) above E[theta_j | tau, y] +- sd against tau (BDA3 figures 5.5-5.7), as a PNG."""
+    # matplotlib stays lazy (as in benchmarks/reporting): every `python -m reference` command imports
+    # this module, and only write-results draws; the Agg canvas needs no backend selection
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -119,7 +91,7 @@ def pooling_figure(ref: Reference, path: Path, *, tau_max: float | None = None) 
     bottom.set_xlim(0, hi)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    return path
+    return Path(path)
 
 
 def write_results(

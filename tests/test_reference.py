@@ -409,10 +409,11 @@ def test_bad_data_file_and_improper_posterior_exit_2(tmp_path, capsys):
     assert "improper" in capsys.readouterr().err
 
 
-def test_argparse_errors_exit_2():
-    with pytest.raises(SystemExit) as e:
-        main(["--draws", "0", "--out", "x.nc"])
-    assert e.value.code == 2
+def test_argparse_errors_exit_2(capsys):
+    # under the exit-code contract (models.errors.run_cli) main returns the code, it does not raise
+    assert main(["--draws", "0", "--out", "x.nc"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--draws: invalid value '0'" in err and "\n" not in err  # one line, not argparse's usage block
 
 
 def test_json_schema_from_the_module_entry_point():
@@ -482,3 +483,139 @@ def test_bivariate_rectangle_is_a_difference_of_cdfs():
     np.testing.assert_allclose(
         bvn_rect(h, a, b, rho, r), bvn_cdf(h, b, rho, r) - bvn_cdf(h, a, rho, r), atol=BVN_ABS * 4
     )
+
+
+# --- hardening: every input either a finite summary or one exit-2 line (issue 11) -----------------
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        ('{"y": [1e200, 2, 3], "sigma": [1, 1, 1]}', "y[0] = 1e+200: outside the supported range"),
+        ('{"y": [1, 2, 3], "sigma": [1e-200, 1, 1]}', "sigma[0] = 1e-200: outside the supported range"),
+        ('{"y": [' + "1" * 401 + ', 2, 3], "sigma": [1, 1, 1]}', "(401 digits): outside the supported range"),
+        ('{"y": {"1": 0, "2": 0}, "sigma": {"3": 0, "4": 0}}', "y = {'1': 0, '2': 0}"),
+    ],
+    ids=["y-1e200", "sigma-1e-200", "401-digit-integer", "json-object-columns"],
+)
+def test_unusable_data_values_exit_2(tmp_path, capsys, content, needle):
+    path = tmp_path / "data.json"
+    path.write_text(content)
+    assert main(["--data", str(path)]) == 2
+    assert needle in _one_line(capsys)
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--mu-prior", "normal(0, 1e200)"], "scale = 1e+200 is outside the supported range"),
+        (["--tau-prior", "fixed(1e300)"], "value = 1e+300 is outside the supported range"),
+        (["--tau-prior", "lognormal(1, 1e-8)"], "cannot integrate p(tau | y)"),
+        (["--panels", "7"], "--panels = 7: must be even"),
+        (["--panels", "1000000000"], "panels = 1000000000: must be an even integer in [2, 65536]"),
+        (["--data", "rubin:sigma_scale=abc"], "sigma_scale = 'abc'"),
+        (["--prior", "mu=flat;sigma=2"], "part 'sigma=2' is not mu=TEXT or tau=TEXT"),
+    ],
+)
+def test_unusable_priors_and_flags_exit_2(capsys, argv, needle):
+    assert main(argv) == 2
+    assert needle in _one_line(capsys)
+
+
+def test_summaries_the_grid_cannot_compute_are_refused_not_printed(tmp_path, capsys):
+    """y ~ 1e59 under mu ~ uniform(-20, 20) with tau fixed: a truncated normal 1e58 sds from its bounds;
+    the closed form underflows, so the reference refuses the input instead of printing NaN."""
+    path = tmp_path / "far.json"
+    path.write_text(json.dumps({"y": [1e59, 2e59, 3e59], "sigma": [1, 1, 1]}))
+    assert main(["--data", str(path), "--prior", "notebook-tau8"]) == 2
+    assert "theta[1]: the reference's mean is not finite" in _one_line(capsys)
+    # as a command: one line on stderr, no floating-point warnings before it
+    out = subprocess.run([sys.executable, "-m", "reference", "--data", str(path), "--prior", "notebook-tau8"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_non_utf8_and_bom_files(tmp_path, capsys):
+    plain = tmp_path / "plain.csv"
+    plain.write_text("y,sigma\n28,15\n8,10\n-3,16\n7,11\n")
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    bom_json = tmp_path / "bom.json"
+    bom_json.write_bytes(b"\xef\xbb\xbf" + json.dumps({"y": [28, 8, -3, 7], "sigma": [15, 10, 16, 11]}).encode())
+    assert main(["--data", str(plain), "--json"]) == 0
+    expected = capsys.readouterr().out
+    for path in (bom, bom_json):
+        assert main(["--data", str(path), "--json"]) == 0
+        assert capsys.readouterr().out == expected
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("school,y,sigma\nZürich,28,15\nB,8,10\n".encode("latin-1"))
+    assert main(["--data", str(latin1)]) == 2
+    assert "not UTF-8 text (byte 0xfc at offset 16)" in _one_line(capsys)
+
+
+def test_moments_that_do_not_exist_are_printed_as_such(tmp_path, capsys):
+    three = tmp_path / "three.json"
+    three.write_text(json.dumps({"y": [28, 8, -3], "sigma": [15, 10, 16]}))
+    assert main(["--data", str(three), "--prior", "bda3"]) == 0
+    table = capsys.readouterr().out
+    assert "nan" not in table and "inf " not in table and "mean and sd do not exist" in table
+    rows = {line.split()[0]: line for line in table.splitlines()[4:]}
+    assert rows["tau"].split()[1:3] == ["-", "-"] and rows["mu"].split()[1:3] == ["-", "-"]
+    assert main(["--tau-prior", "fixed(0)"]) == 0  # log tau = -inf: left out, as in the JSON
+    table = capsys.readouterr().out
+    assert "log_tau" not in table and "inf" not in table and "tau           fixed at 0" in table
+
+
+def test_data_specs_reach_the_reference(capsys):
+    assert main(["--data", "rubin:sigma_scale=0.1", "--prior", "notebook"]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("data: rubin-sigma_scale0.1 (J = 8, sigma x 0.1)")
+    assert main(["--data", "synthetic:J=16:seed=2:sigma_scale=2", "--json"]) == 0
+    assert "theta[16]" in json.loads(capsys.readouterr().out)
+
+
+def test_internal_errors_exit_3_not_1(tmp_path, monkeypatch, capsys):
+    from reference import cli
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("simulated bug")
+
+    monkeypatch.setenv("EIGHT_SCHOOLS_CACHE", str(tmp_path))
+    monkeypatch.setattr(cli, "posterior", broken)
+    assert main(["--prior", "bda3"]) == 3
+    err = _one_line(capsys)
+    assert "internal error: ZeroDivisionError: simulated bug" in err and "traceback in" in err
+
+
+def test_an_unwritable_results_folder_exits_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["write-results", str(blocker / "sub")]) == 2
+    assert "outdir = " in _one_line(capsys)
+
+
+def test_reference_modules_form_no_import_cycle():
+    """core -> draws -> report -> core was a cycle: no reference module may import report or cli
+    except cli itself, and none of them may import a module that imports it back."""
+    import ast
+
+    pkg = REPO / "reference"
+    graph = {}
+    for path in pkg.glob("*.py"):
+        deps = set()
+        for node in ast.parse(path.read_text()).body:  # module level: run at import (not TYPE_CHECKING)
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps |= {node.module} if node.module else {a.name for a in node.names}
+        graph[path.stem] = deps
+
+    def reaches(start, goal, seen=()):
+        return any(d == goal or (d not in seen and reaches(d, goal, (*seen, d))) for d in graph.get(start, ()))
+
+    assert [m for m in graph if reaches(m, m)] == []
+    assert max(len(p.read_text().splitlines()) for p in pkg.glob("*.py")) <= 500
