@@ -6,6 +6,8 @@ that ``models`` stays importable without PyMC.
 
 from __future__ import annotations
 
+import functools
+
 from .data import SchoolsData
 from .logdensity import check_parameterization
 from .priors import Dist, Prior
@@ -43,12 +45,39 @@ def _tau(dist: Dist):
     raise ValueError(f"tau prior family = {dist.family!r}: no PyMC translation")
 
 
-def build_model(data: SchoolsData, prior: Prior, param: str):
-    """The eight-schools ``pm.Model``: free variables mu, tau (unless fixed), theta | theta_tilde."""
+@functools.cache
+def _keeping_model_class():
+    """A ``pm.Model`` that keeps the logp/dlogp function it compiles, as PyMC's ``FrozenModel`` does
+    (the same cache, keyed by the same arguments, each caller getting its own ``.copy()`` of the
+    compiled function's shared state), and nothing else: ``freeze_model`` would also cache the initial
+    point function and freeze dims and data, which reorders the jitter's random streams (measured: other
+    draws for the same seed). This model draws exactly as a new ``pm.Model`` does."""
+    import pymc as pm
+    from pymc.model.core import BaseModel
+    from pymc.util import locally_cachedmethod
+
+    class KeepingModel(pm.Model):
+        _cached_logp_dlogp_function = locally_cachedmethod(BaseModel._logp_dlogp_function,
+                                                           ignore=("initial_point",))
+
+        def _logp_dlogp_function(self, *args, **kwargs):
+            return self._cached_logp_dlogp_function(*args, **kwargs).copy()
+
+    return KeepingModel
+
+
+def build_model(data: SchoolsData, prior: Prior, param: str, *, keep_compiled: bool = False):
+    """The eight-schools ``pm.Model``: free variables mu, tau (unless fixed), theta | theta_tilde.
+
+    ``keep_compiled``: the model keeps the logp/dlogp function its first ``pm.sample`` compiles, so
+    later ``pm.sample`` calls on it (other seeds) compile nothing; its draws are a new model's. Such a
+    model must not be changed after it is built.
+    """
     import pymc as pm
 
     check_parameterization(param)
-    with pm.Model(coords={"school": list(data.school)}) as model:
+    cls = _keeping_model_class() if keep_compiled else pm.Model
+    with cls(coords={"school": list(data.school)}) as model:
         mu = _mu(prior.mu)
         tau = _tau(prior.tau)
         if param == "centered":

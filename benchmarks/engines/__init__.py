@@ -1,42 +1,126 @@
-"""Engine registry: adding a PPL or sampler is one module plus one entry here."""
+"""Engine registry: adding a PPL or sampler is one module (exposing an :class:`Engine`) plus one entry.
+
+Engines are imported lazily, on :func:`get_engine` (a PPL import takes seconds); :func:`engine_version`
+reads installed metadata without importing anything, and :func:`availability` answers with a reason,
+never an exception, whatever the import does. :data:`KNOWN_BREAKS` names the engines that install and
+import but cannot sample because of an upstream bug, with the bug's address.
+"""
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+import re
+from dataclasses import dataclass
+from importlib import metadata
 
-from .base import EngineUnavailable, RunResult, Settings, Timings
+from models.errors import UsageError
 
-__all__ = ["ENGINES", "EngineUnavailable", "RunResult", "Settings", "Timings", "get_engine",
-           "availability", "available_engines"]
+from .base import Engine, EngineUnavailable, RunResult, Settings, SettingsError, Timings
 
-#: engine name -> module implementing base.py's interface (imported lazily: PPL imports are slow)
-ENGINES: dict[str, str] = {
-    "pymc": "benchmarks.engines.pymc_engine",
-    "numpyro": "benchmarks.engines.numpyro_engine",
-    "pystan": "benchmarks.engines.pystan_engine",
-    "cmdstanpy": "benchmarks.engines.cmdstanpy_engine",
-    # the PyMC model with other NUTS samplers, through pm.sample(nuts_sampler=...)
-    "pymc-nutpie": "benchmarks.engines.pymc_nutpie_engine",
-    "pymc-numpyro": "benchmarks.engines.pymc_numpyro_engine",
-    "pymc-blackjax": "benchmarks.engines.pymc_blackjax_engine",
+__all__ = ["ENGINES", "EngineEntry", "KNOWN_BREAKS", "KnownBreak", "Engine", "EngineUnavailable", "RunResult",
+           "Settings", "SettingsError", "Timings", "get_engine", "availability", "available_engines",
+           "engine_version", "known_break"]
+
+
+@dataclass(frozen=True)
+class EngineEntry:
+    target: str  #: "package.module:ATTR" or "package.module:ATTR[key]": the Engine object
+    ppl: str  #: the PyPI distribution whose release the engine measures
+    extra: str  #: the pyproject extra(s) that install it: pip install 'eight-schools-ppl[<extra>]'
+
+
+_TARGET = re.compile(r"^(?P<module>[\w.]+):(?P<attr>\w+)(?:\[(?P<key>[\w-]+)\])?$")
+
+ENGINES: dict[str, EngineEntry] = {
+    "pymc": EngineEntry("benchmarks.engines.pymc_engine:ENGINE", "pymc", "pymc"),
+    "numpyro": EngineEntry("benchmarks.engines.numpyro_engine:ENGINE", "numpyro", "numpyro"),
+    "pystan": EngineEntry("benchmarks.engines.pystan_engine:ENGINE", "pystan", "stan"),
+    "cmdstanpy": EngineEntry("benchmarks.engines.cmdstanpy_engine:ENGINE", "cmdstanpy", "cmdstan"),
+    "blackjax": EngineEntry("benchmarks.engines.blackjax_engine:ENGINE", "blackjax", "blackjax"),
+    # the PyMC model sampled by other NUTS implementations (pymc_external.SAMPLERS)
+    "pymc-nutpie": EngineEntry("benchmarks.engines.pymc_external:ENGINES[nutpie]", "nutpie", "nutpie"),
+    "pymc-numpyro": EngineEntry("benchmarks.engines.pymc_external:ENGINES[numpyro]", "numpyro", "pymc,numpyro"),
+    "pymc-blackjax": EngineEntry("benchmarks.engines.pymc_external:ENGINES[blackjax]", "blackjax", "blackjax"),
 }
 
 
-def get_engine(name: str) -> ModuleType:
+@dataclass(frozen=True)
+class KnownBreak:
+    exception: str  #: the exception's class name, e.g. "TypeError"
+    match: str  #: a regular expression searched for in the exception's message
+    upstream: str  #: the upstream issue's address
+    summary: str  #: one line: what breaks and why
+
+    def matches(self, error_text: str) -> bool:
+        """Whether ``error_text`` (``"ExceptionName: message ..."``, or a traceback) is this break."""
+        return (re.search(rf"\b{re.escape(self.exception)}\b", error_text) is not None
+                and re.search(self.match, error_text) is not None)
+
+
+#: engine -> the upstream break that stops it sampling (installed and importable, but run raises)
+KNOWN_BREAKS: dict[str, KnownBreak] = {
+    "pymc-blackjax": KnownBreak(
+        exception="TypeError",
+        match=r"progress_bar",
+        upstream="https://github.com/pymc-devs/pymc/issues/8367",
+        summary="PyMC 6.4 passes progress_bar to BlackJAX 1.7's kernel, which rejects it",
+    ),
+}
+
+
+def _entry(name: str) -> EngineEntry:
     if name not in ENGINES:
-        raise ValueError(f"engine = {name!r} is unknown; engines: {', '.join(ENGINES)}")
-    return importlib.import_module(ENGINES[name])
+        raise UsageError(f"engine = {name!r} is unknown; engines: {', '.join(ENGINES)}")
+    return ENGINES[name]
+
+
+def get_engine(name: str) -> Engine:
+    """The engine called ``name``, importing its module (and so its PPL) now."""
+    entry = _entry(name)
+    m = _TARGET.match(entry.target)
+    if m is None:
+        raise ValueError(f"ENGINES[{name!r}].target = {entry.target!r}: expected 'module:ATTR' or 'module:ATTR[key]'")
+    obj = getattr(importlib.import_module(m["module"]), m["attr"])
+    if m["key"] is not None:
+        obj = obj[m["key"]]
+    if not isinstance(obj, Engine):
+        raise TypeError(f"{entry.target} is a {type(obj).__name__}, not an Engine (name, ppl, availability, "
+                        "run, log_density)")
+    return obj
 
 
 def availability(name: str) -> str | None:
-    """None when the engine can run here, else the reason it cannot."""
+    """None when the engine can run here, else one short line: why not, and how to fix it.
+
+    Never raises for a known engine: an import that fails (the PPL missing, or broken) is a reason.
+    """
+    entry = _entry(name)
     try:
-        module = get_engine(name)
-    except ImportError as e:  # the PPL itself is missing
-        return f"{name}: import failed ({e})"
-    return module.availability()
+        return get_engine(name).availability()
+    except ImportError as e:
+        return f"does not import ({_first_line(e)}): pip install 'eight-schools-ppl[{entry.extra}]'"
+    except Exception as e:  # noqa: BLE001 - a broken install is a reason, not a crash
+        return f"import failed: {type(e).__name__}: {_first_line(e)}"
 
 
 def available_engines() -> list[str]:
     return [n for n in ENGINES if availability(n) is None]
+
+
+def engine_version(name: str) -> str | None:
+    """The installed version of the engine's PPL distribution, without importing it (None: not installed)."""
+    try:
+        return metadata.version(_entry(name).ppl)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def known_break(engine: str, error_text: str) -> KnownBreak | None:
+    """The known upstream break that ``error_text`` (an engine's recorded error) is, or None."""
+    kb = KNOWN_BREAKS.get(engine)
+    return kb if kb is not None and kb.matches(error_text) else None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

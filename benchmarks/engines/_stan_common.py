@@ -15,9 +15,10 @@ import xarray as xr
 
 from models import Prior, SchoolsData
 from models.logdensity import prior_logpdf
+from models.problem import Problem
 from models.stan_program import program_name
 
-from .base import SAMPLE_STATS, RunResult, Settings, Timings, base_manifest
+from .base import SAMPLE_STATS, RunResult, Settings, SettingsError, Timings, base_manifest
 from .convert import point_arrays, to_datatree
 
 INIT = "uniform(-2, 2) on the unconstrained scale (Stan's default)"
@@ -32,7 +33,7 @@ _ELAPSED = re.compile(r"([0-9.eE+-]+) seconds \((Warm-up|Sampling)\)")
 
 def check_seed(seed: int) -> int:
     if seed > MAX_SEED:
-        raise ValueError(f"seed = {seed}: Stan takes seeds from 0 to 2**32 - 1 = {MAX_SEED}")
+        raise SettingsError(f"seed = {seed}: Stan takes seeds from 0 to 2**32 - 1 = {MAX_SEED}")
     return seed
 
 
@@ -75,10 +76,11 @@ def elapsed_from_messages(messages: Iterable[str]) -> dict[str, float]:
     return out
 
 
-def stan_point(data: SchoolsData, prior: Prior, param: str, point: Mapping) -> dict | None:
+def stan_point(problem: Problem, point: Mapping) -> dict | None:
     """A constrained point as Stan reads it (its sampled parameters, as JSON-able values), or None
     outside the prior's support, where Stan cannot unconstrain it and the density is 0."""
-    values = point_arrays(point, data, prior, param)
+    prior = problem.prior
+    values = point_arrays(point, problem.data, prior, problem.parameterization)
     if prior_logpdf(prior.mu, float(values["mu"])) == -math.inf:
         return None
     if not prior.tau_fixed and prior_logpdf(prior.tau, float(values["tau"])) == -math.inf:
@@ -86,15 +88,15 @@ def stan_point(data: SchoolsData, prior: Prior, param: str, point: Mapping) -> d
     return {k: v.tolist() for k, v in values.items()}
 
 
-def stan_result(engine: str, version: str, tree: xr.DataTree, data: SchoolsData, prior: Prior, param: str,
-                settings: Settings, *, parallel: str, cached: bool, compile_s: float, inference_s: float,
-                total_s: float, chain_elapsed: Iterable[Mapping[str, float]], **extra) -> RunResult:
+def stan_result(engine: str, version: str, tree: xr.DataTree, problem: Problem, settings: Settings, *,
+                parallel: str, cached: bool, compile_s: float, inference_s: float, total_s: float,
+                chain_elapsed: Iterable[Mapping[str, float]], **extra) -> RunResult:
     """The RunResult both Stan engines return: Stan's own phase times, and the manifest fields that
     describe Stan's sampler (the same for both), plus the engine's own ``extra`` fields."""
     warmup_s, sampling_s = phase_seconds(chain_elapsed)
     manifest = base_manifest(
-        engine, engine, version, data, prior, param, settings, **extra,
-        program=program_name(prior, param),
+        engine, engine, version, problem, settings, **extra,
+        stan_program=program_name(problem.prior, problem.parameterization),
         init=INIT,
         mass_matrix=MASS_MATRIX,
         parallel=parallel,

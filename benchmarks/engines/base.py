@@ -1,20 +1,23 @@
 """The one interface every engine implements, and the small types it returns.
 
-An engine is a module with three functions::
+An engine is an object implementing :class:`Engine` (each engine module exposes one, ``ENGINE``)::
 
-    availability() -> str | None          # None when usable, else why not (and how to fix it)
-    run(data, prior, param, settings) -> RunResult
-    log_density(data, prior, param) -> Callable[[Mapping[str, ArrayLike]], float]
+    name: str                                   # registry name, e.g. "pystan", "pymc-nutpie"
+    ppl: str                                    # the PyPI distribution whose release it measures
+    availability() -> str | None                # None when usable here, else why not and how to fix it
+    run(problem, settings) -> RunResult
+    log_density(problem) -> Callable[[Mapping[str, ArrayLike]], float]
 
-``log_density`` evaluates the engine's own compiled model at a constrained point (keys
-``mu``, ``tau`` unless fixed, ``theta`` or ``theta_tilde``), without any Jacobian; it exists so the
-test-suite can prove every translation is the same posterior.
+``log_density`` evaluates the engine's own compiled model at a constrained point (keys ``mu``,
+``tau`` unless fixed, ``theta`` or ``theta_tilde``), without any Jacobian; it exists so the test-suite
+can prove every translation is the same posterior.
 
 ``run`` returns draws converted to ArviZ at the engine's boundary, in one layout for all engines:
 posterior ``mu``, ``tau`` (absent when tau is fixed; it is then in ``constant_data``),
 ``theta[school]`` and, non-centred, ``theta_tilde[school]``; sample_stats ``diverging`` (bool),
 ``tree_depth``, ``n_steps`` (leapfrog steps), ``step_size``, ``energy``, ``lp``,
-``acceptance_rate``.
+``acceptance_rate``. Its manifest always has ``engine``, ``ppl``, ``ppl_version`` and the versions of
+what the engine compiles with (``stan_version``, ``cmdstan_version``, ``jax_version``, ...).
 """
 
 from __future__ import annotations
@@ -22,28 +25,44 @@ from __future__ import annotations
 import math
 import os
 import platform
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-from models import Prior, SchoolsData
-from models.logdensity import check_parameterization
+from numpy.typing import ArrayLike
+
+from models.errors import UsageError
+from models.problem import Problem
 
 __all__ = [
+    "Engine",
     "Settings",
+    "SettingsError",
     "Timings",
     "RunResult",
     "EngineUnavailable",
     "SAMPLE_STATS",
+    "REUSED",
+    "COMPILED",
     "base_manifest",
+    "check_problem",
     "check_run_args",
 ]
 
 #: sample_stats variables every engine provides, with ArviZ's names.
 SAMPLE_STATS = ("diverging", "tree_depth", "n_steps", "step_size", "energy", "lp", "acceptance_rate")
 
+#: what a manifest's ``program`` says: a warm worker reuses a program compiled by an earlier run
+REUSED = "compiled program reused in process"
+COMPILED = "compiled in this run"
+
 
 class EngineUnavailable(RuntimeError):
     """The engine's PPL (or CmdStan) is not installed here; the message says how to get it."""
+
+
+class SettingsError(UsageError):
+    """A sampler setting the suite cannot use; the message names the field and the value."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,14 +80,14 @@ class Settings:
         for name in ("chains", "draws", "max_treedepth"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} = {v!r}: must be an integer >= 1")
+                raise SettingsError(f"{name} = {v!r}: must be an integer >= 1")
         for name in ("warmup", "seed"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ValueError(f"{name} = {v!r}: must be an integer >= 0")
+                raise SettingsError(f"{name} = {v!r}: must be an integer >= 0")
         ta = self.target_accept
-        if not (isinstance(ta, (int, float)) and math.isfinite(ta) and 0 < ta < 1):
-            raise ValueError(f"target_accept = {ta!r}: must be in (0, 1)")
+        if not (isinstance(ta, (int, float)) and not isinstance(ta, bool) and math.isfinite(ta) and 0 < ta < 1):
+            raise SettingsError(f"target_accept = {ta!r}: must be in (0, 1)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,7 +96,9 @@ class Settings:
 @dataclass(frozen=True, kw_only=True)
 class Timings:
     """Wall-clock seconds. ``warmup_s``/``sampling_s`` are None where the PPL does not split them;
-    ``inference_s`` (warmup + draws) is always measured; compile time is never folded into it."""
+    ``inference_s`` (warmup + draws) is always measured; compile time is never folded into it.
+    ``compile_cached``: nothing was compiled by this run (a build found on disk, or a program kept in
+    this process by an earlier run)."""
 
     compile_s: float
     inference_s: float
@@ -97,33 +118,44 @@ class RunResult:
     manifest: dict = field(default_factory=dict)
 
 
-def check_run_args(data: SchoolsData, prior: Prior, param: str, settings: Settings) -> None:
-    """Validation shared by every engine, before any PPL work starts."""
-    if not isinstance(data, SchoolsData):
-        raise TypeError(f"data = {type(data).__name__}: expected models.SchoolsData")
-    if not isinstance(prior, Prior):
-        raise TypeError(f"prior = {type(prior).__name__}: expected models.Prior")
+@runtime_checkable
+class Engine(Protocol):
+    """What the run path needs from an engine (see the module docstring)."""
+
+    name: str
+    ppl: str
+
+    def availability(self) -> str | None: ...
+
+    def run(self, problem: Problem, settings: Settings) -> RunResult: ...
+
+    def log_density(self, problem: Problem) -> Callable[[Mapping[str, ArrayLike]], float]: ...
+
+
+def check_run_args(problem: Problem, settings: Settings) -> None:
+    """Validation shared by every engine, before any PPL work starts (a Problem validates itself)."""
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem = {type(problem).__name__}: expected models.problem.Problem")
     if not isinstance(settings, Settings):
         raise TypeError(f"settings = {type(settings).__name__}: expected Settings")
-    check_parameterization(param)
-    if param == "centered" and prior.tau_fixed and prior.tau["value"] == 0:
-        raise ValueError(
-            "tau prior = fixed(0): the centred model is degenerate at tau = 0 (theta = mu exactly); "
-            "use parameterization 'noncentered'"
-        )
 
 
-def base_manifest(engine: str, ppl: str, ppl_version: str, data: SchoolsData, prior: Prior,
-                  param: str, settings: Settings, **extra: Any) -> dict:
+def check_problem(problem: Problem) -> None:
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem = {type(problem).__name__}: expected models.problem.Problem")
+
+
+def base_manifest(engine: str, ppl: str, ppl_version: str, problem: Problem, settings: Settings,
+                  **extra: Any) -> dict:
     """The manifest fields every engine records; engines add init, parallel mode, threads, etc."""
     return {
         "engine": engine,
         "ppl": ppl,
         "ppl_version": ppl_version,
-        "parameterization": param,
-        "prior": prior.to_dict(),
-        "data": data.name,
-        "J": data.J,
+        "parameterization": problem.parameterization,
+        "prior": problem.prior.to_dict(),
+        "data": problem.data.name,
+        "J": problem.data.J,
         "settings": settings.to_dict(),
         "dtype": "float64",
         "cpu_count": os.cpu_count(),

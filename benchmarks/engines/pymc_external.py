@@ -1,5 +1,6 @@
-"""PyMC's model sampled by another NUTS through ``pm.sample(nuts_sampler=...)``: what the engines
-pymc-nutpie, pymc-numpyro and pymc-blackjax share.
+"""PyMC's model sampled by other NUTS implementations: the engines pymc-nutpie, pymc-numpyro and
+pymc-blackjax, one :class:`ExternalSamplerEngine` each, built from the :data:`SAMPLERS` table
+(``ENGINES["nutpie"]`` etc. in the registry).
 
 The model (models/pymc_model.py), its log density (``pymc_engine.log_density``) and the posterior
 conversion are the pymc engine's; only the sampler differs. Each sampler names its sample stats
@@ -7,33 +8,54 @@ differently and lacks some: :data:`SAMPLERS` says which of its stats fills each 
 it does not record makes ``run`` fail (none is invented), and ``tree_depth`` is derived from the
 leapfrog count for all three, so it means Stan's ``treedepth__`` everywhere.
 
-A sampler that PyMC cannot drive (e.g. PyMC 6.4 with BlackJAX 1.7.1, whose kernel rejects the
-``progress_bar`` keyword PyMC passes it) fails in ``run`` with its own exception, unaltered, so that the
-harness records it; ``availability`` only says whether the packages import.
+pymc-nutpie does what ``pm.sample(nuts_sampler="nutpie")`` does, in two steps, as nutpie's own
+documentation uses it: ``nutpie.compile_pymc_model`` once per problem (kept in this process, a few
+problems, least recently used evicted), then ``nutpie.sample`` per run with PyMC's mapping of the
+settings and of the seed, so a later seed compiles nothing (measured, Rubin's data, default prior,
+5 seeds, load ~4.7: compile_s median 2.36 s when compiled, 0.000 s when kept); the draws are
+pm.sample's for the same seed (tests/test_pymc_samplers.py checks it). The JAX samplers run through
+``pm.sample``.
+
+A sampler that PyMC cannot drive (PyMC 6.4 with BlackJAX 1.7.1, whose kernel rejects the
+``progress_bar`` keyword PyMC passes it: the registry's KNOWN_BREAKS) fails in ``run`` with its own
+exception, unaltered, so that the harness records it; ``availability`` only says whether the packages
+import.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import os
-import sys
 import time
-import types
-from collections.abc import Callable, Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from models import Prior, SchoolsData
+from models.problem import Problem
 from models.pymc_model import build_model
 
 from . import pymc_engine
-from .base import SAMPLE_STATS, EngineUnavailable, RunResult, Settings, Timings, base_manifest, check_run_args
+from ._call_timing import call_times, function_at
+from .base import (
+    COMPILED,
+    REUSED,
+    SAMPLE_STATS,
+    EngineUnavailable,
+    RunResult,
+    Settings,
+    Timings,
+    base_manifest,
+    check_run_args,
+)
 from .convert import to_datatree, tree_depth_from_steps
 
-__all__ = ["SAMPLERS", "Sampler", "availability", "run"]
+__all__ = ["SAMPLERS", "ENGINES", "Sampler", "ExternalSamplerEngine"]
+
+#: compiled nutpie models kept per process (least recently used evicted)
+MODELS_KEPT = 4
 
 #: how the JAX samplers run their chains (pm.sample(nuts_sampler_kwargs)'s chain_method), per sampler;
 #: a measured choice: results/tuning/TUNING.md (nox -s tune)
@@ -45,15 +67,15 @@ NUTPIE_CORES: int | None = None
 TREE_DEPTH = "derived from n_steps: floor(log2(n_steps)) + 1 (Stan's treedepth__; convert.tree_depth_from_steps)"
 
 NUTPIE_TIMING = (
-    "pm.sample builds the model's logp and gradient with PyTensor and compiles them to numba "
-    "(nutpie.compile_pymc_model, which also sets the jittered initial point), then calls nutpie.sample, "
-    "which runs warmup and draws of every chain in Rust threads and returns when all have finished. "
-    "inference_s = that call, from its entry to its return (time.time(), observed with sys.monitoring "
-    "events on nutpie.sample's code alone; it is the span PyMC times as sampling_time, recorded as "
-    "pymc_sampling_time_s). compile_s = start of run() to that entry: model build, PyTensor rewriting, "
-    "numba compilation (PyTensor's and numba's on-disk caches make a repeated compile cheaper). nutpie "
-    "reports no per-draw or per-phase times, so warmup_s and sampling_s are None; total_s adds PyMC's "
-    "conversion of the result."
+    "As pm.sample(nuts_sampler='nutpie'): nutpie.compile_pymc_model builds the model's logp and gradient "
+    "with PyTensor and compiles them to numba (and the jittered initial-point function), then "
+    "nutpie.sample runs warmup and draws of every chain in Rust threads and returns when all have "
+    "finished. inference_s = that call (perf_counter around it; PyMC times the same span as "
+    "sampling_time). compile_s = start of run() to that call: model build, PyTensor rewriting, numba "
+    "compilation (PyTensor's and numba's on-disk caches make a first compile in a process cheaper), "
+    "~0 for a later seed of a problem whose compiled model this process kept (manifest 'program'). "
+    "nutpie reports no per-draw or per-phase times, so warmup_s and sampling_s are None; total_s adds "
+    "the conversion of the result."
 )
 
 JAX_TIMING = (
@@ -79,7 +101,7 @@ class Sampler:
     engine: str
     modules: tuple[str, ...]  # what must import besides pymc
     extra: str  # the pyproject extra that installs them
-    window: str  # "module:function" whose call PyMC times as sampling_time
+    window: str | None  # "module:function" whose call PyMC times as sampling_time (pm.sample's path)
     uses_jax: bool
     nuts: Callable[[Settings], dict]  # pm.sample(nuts=...)
     settings_as: Mapping[str, str]  # Settings field -> how pm.sample / the sampler receives it
@@ -97,16 +119,16 @@ SAMPLERS: dict[str, Sampler] = {
         engine="pymc-nutpie",
         modules=("nutpie",),
         extra="nutpie",
-        window="nutpie:sample",
+        window=None,  # the engine calls nutpie.sample itself
         uses_jax=False,
         nuts=lambda s: {"target_accept": s.target_accept, "max_treedepth": s.max_treedepth},
         settings_as={
-            "chains": "pm.sample(chains) -> nutpie.sample(chains)",
-            "warmup": "pm.sample(tune) -> nutpie.sample(tune) (PyMC raises tune=0 to 1)",
-            "draws": "pm.sample(draws)",
-            "target_accept": "nuts={'target_accept'} -> nutpie.sample(target_accept)",
-            "max_treedepth": "nuts={'max_treedepth'} -> nutpie.sample(maxdepth) (PyMC renames it)",
-            "seed": "pm.sample(random_seed): nutpie takes the first of PyMC's per-chain seeds",
+            "chains": "nutpie.sample(chains), as pm.sample(chains)",
+            "warmup": "nutpie.sample(tune), raised from 0 to 1 as PyMC does (nuts-rs needs a tuning step)",
+            "draws": "nutpie.sample(draws)",
+            "target_accept": "nutpie.sample(target_accept), as pm.sample(nuts={'target_accept'})",
+            "max_treedepth": "nutpie.sample(maxdepth), as pm.sample(nuts={'max_treedepth'}) renamed by PyMC",
+            "seed": "as pm.sample(random_seed): nutpie.sample(seed) = the first of PyMC's per-chain seeds",
         },
         stats={"diverging": "diverging", "n_steps": "n_steps", "step_size": "step_size",
                "energy": "energy", "lp": "logp", "acceptance_rate": "mean_tree_accept"},
@@ -180,9 +202,13 @@ SAMPLERS: dict[str, Sampler] = {
 
 def availability(sampler: str) -> str | None:
     spec = SAMPLERS[sampler]
-    reason = pymc_engine.availability()
+    reason = pymc_engine.ENGINE.availability()
     if reason is not None:
         return reason
+    if spec.uses_jax:  # JAX through _jax_common: float64 on before any JAX array exists
+        from ._jax_common import jax
+        if jax is None:
+            return f"jax does not import: pip install 'eight-schools-ppl[{spec.extra}]'"
     for module in spec.modules:
         try:
             importlib.import_module(module)
@@ -192,52 +218,14 @@ def availability(sampler: str) -> str | None:
 
 
 def _cores(spec: Sampler, settings: Settings) -> int:
-    """pm.sample's cores. nutpie runs that many chains at once in threads of one process (no
-    inter-process traffic, unlike PyMC's own sampler), measured: Rubin's data, default prior, non-centred,
-    4 chains x (1000 warmup + 1000 draws), 2 shared CPUs, nutpie.sample's seconds, three runs each:
-      cores=1: 0.077, 0.071, 0.070;   cores=2: 0.052, 0.058, 0.061.
-    The JAX samplers run their chains on XLA CPU devices (CHAIN_METHOD); PyMC only uses cores there to
-    cap BLAS threads, which XLA does not use."""
+    """pm.sample's (nutpie.sample's) cores. nutpie runs that many chains at once in threads of one
+    process, measured: Rubin's data, default prior, non-centred, 4 chains x (1000 warmup + 1000 draws),
+    2 shared CPUs, nutpie.sample's seconds, three runs each: cores=1: 0.077, 0.071, 0.070; cores=2:
+    0.052, 0.058, 0.061. The JAX samplers run their chains on XLA CPU devices (CHAIN_METHOD); PyMC
+    only uses cores there to cap BLAS threads, which XLA does not use."""
     if spec.name == "nutpie" and NUTPIE_CORES is not None:
         return min(settings.chains, NUTPIE_CORES)
     return min(settings.chains, os.cpu_count() or 1)
-
-
-def _window_function(spec: Sampler) -> types.FunctionType:
-    module, _, name = spec.window.partition(":")
-    fn = getattr(importlib.import_module(module), name, None)
-    if not isinstance(fn, types.FunctionType):
-        raise RuntimeError(
-            f"{spec.engine}: {module}.{name} is not a Python function here, so the call that PyMC times "
-            "as sampling_time cannot be observed and sampling cannot be told apart from compilation"
-        )
-    return fn
-
-
-@contextlib.contextmanager
-def _call_times(fn: types.FunctionType) -> Iterator[list[tuple[float, float]]]:
-    """(entry, return), in time.time() seconds, of each call of ``fn`` that returns while active: seen
-    through sys.monitoring's PY_START/PY_RETURN events on ``fn``'s code object alone (nothing else is
-    traced, and nothing is replaced)."""
-    mon = sys.monitoring
-    tool = next((t for t in range(6) if mon.get_tool(t) is None), None)  # tool ids are 0..5
-    if tool is None:
-        raise RuntimeError("every sys.monitoring tool id is taken: the sampling call cannot be timed")
-    calls: list[tuple[float, float]] = []
-    entries: list[float] = []
-    events = mon.events.PY_START | mon.events.PY_RETURN
-    mon.use_tool_id(tool, "eight-schools-ppl timing")
-    try:
-        mon.register_callback(tool, mon.events.PY_START, lambda code, offset: entries.append(time.time()))
-        mon.register_callback(tool, mon.events.PY_RETURN,
-                              lambda code, offset, value: calls.append((entries.pop(), time.time())))
-        mon.set_local_events(tool, fn.__code__, events)
-        yield calls
-    finally:
-        mon.set_local_events(tool, fn.__code__, 0)
-        mon.register_callback(tool, mon.events.PY_START, None)
-        mon.register_callback(tool, mon.events.PY_RETURN, None)
-        mon.free_tool_id(tool)
 
 
 def _sample_stats(spec: Sampler, ss) -> dict[str, np.ndarray]:
@@ -264,31 +252,53 @@ def _check_float64(spec: Sampler, posterior: Mapping[str, np.ndarray], stats: Ma
         raise RuntimeError(f"{spec.engine}: the sampler returned {wrong}, not float64")
 
 
-def run(sampler: str, data: SchoolsData, prior: Prior, param: str, settings: Settings) -> RunResult:
-    spec = SAMPLERS[sampler]
-    check_run_args(data, prior, param, settings)
+def _manifest(spec: Sampler, problem: Problem, settings: Settings, library, nuts: dict, **extra) -> dict:
+    """What every run of the PyMC model by another sampler records."""
+    import pymc as pm  # with the engine: optional, lazy
+
+    return base_manifest(
+        spec.engine, spec.name, library.__version__, problem, settings,
+        pymc_version=pm.__version__,
+        **pymc_engine.pytensor_manifest(),
+        nuts_kwargs=nuts,
+        settings_as=dict(spec.settings_as),
+        stats={**{k: f"-{v}" if k in spec.negated else v for k, v in spec.stats.items()},
+               "tree_depth": TREE_DEPTH},
+        stats_notes=dict(spec.notes),
+        init=spec.init,
+        mass_matrix=spec.mass_matrix,
+        **extra,
+        timing_method=spec.timing_method,
+    )
+
+
+def _draws(spec: Sampler, idata, problem: Problem):
+    posterior = pymc_engine.posterior_arrays(idata)
+    stats = _sample_stats(spec, idata["sample_stats"].dataset)
+    _check_float64(spec, posterior, stats)
+    return to_datatree(posterior, stats, problem.data, problem.prior, spec.engine)
+
+
+def _run_pm_sample(spec: Sampler, problem: Problem, settings: Settings) -> RunResult:
+    """A JAX sampler through pm.sample(nuts_sampler=...), its compile time told apart by JAX's events."""
+    import jaxlib  # with the JAX samplers: optional, lazy
     import pymc as pm
 
-    jax = None
-    if spec.uses_jax:
-        from ._jax_common import chain_method_for, compile_spans, jax, union_length
+    from ._jax_common import chain_method_for, compile_spans, jax, union_length
 
-        if jax is None:
-            raise EngineUnavailable(availability(sampler) or "jax does not import")
-        if not jax.config.jax_enable_x64:
-            raise RuntimeError(f"{spec.engine}: jax_enable_x64 is off; this engine samples in float64 only")
+    if jax is None:
+        raise EngineUnavailable(availability(spec.name) or "jax does not import")
+    if not jax.config.jax_enable_x64:
+        raise RuntimeError(f"{spec.engine}: jax_enable_x64 is off; this engine samples in float64 only")
     library = importlib.import_module(spec.name)
-    window_fn = _window_function(spec)
+    window_fn = function_at(spec.window, spec.engine)
     cores = _cores(spec, settings)
     nuts = spec.nuts(settings)
-    if spec.uses_jax:
-        nuts["chain_method"] = chain_method_for(nuts["chain_method"], settings.chains)
+    nuts["chain_method"] = chain_method_for(nuts["chain_method"], settings.chains)
 
     t0, w0 = time.perf_counter(), time.time()
-    model = build_model(data, prior, param)
-    with contextlib.ExitStack() as stack:
-        calls = stack.enter_context(_call_times(window_fn))
-        spans = stack.enter_context(compile_spans()) if spec.uses_jax else None
+    model = build_model(problem.data, problem.prior, problem.parameterization)
+    with call_times(window_fn) as calls, compile_spans() as spans:
         try:
             with model:
                 idata = pm.sample(
@@ -311,65 +321,134 @@ def run(sampler: str, data: SchoolsData, prior: Prior, param: str, settings: Set
     if len(calls) != 1:
         raise RuntimeError(f"{spec.engine}: expected one call of {spec.window} in pm.sample, saw {len(calls)}")
     entry, exit_ = calls[0]
-    compile_in_call = 0.0
-    if spec.uses_jax:
-        if not spans:
-            raise RuntimeError(
-                f"jax {jax.__version__} reported no compile events: their names changed, so compile time "
-                "cannot be separated from sampling"
-            )
-        compile_in_call = union_length(spans, within=(entry, exit_))
-
-    posterior = pymc_engine.posterior_arrays(idata)
-    stats = _sample_stats(spec, idata["sample_stats"].dataset)
-    _check_float64(spec, posterior, stats)
-    draws = to_datatree(posterior, stats, data, prior, spec.engine)
+    if not spans:
+        raise RuntimeError(f"jax {jax.__version__} reported no compile events: their names changed, so "
+                           "compile time cannot be separated from sampling")
+    compile_in_call = union_length(spans, within=(entry, exit_))
+    draws = _draws(spec, idata, problem)
     timings = Timings(
         compile_s=(entry - w0) + compile_in_call,
         inference_s=(exit_ - entry) - compile_in_call,
         total_s=time.perf_counter() - t0,
-        compile_cached=bool(spans is not None and spans.cached),
+        compile_cached=spans.cached,
     )
-
-    extra: dict = {}
-    if spec.uses_jax:
-        import jaxlib
-
-        extra.update(
-            jax_version=jax.__version__,
-            jaxlib_version=jaxlib.__version__,
-            jax_enable_x64=bool(jax.config.jax_enable_x64),
-            backend=f"PyTensor -> JAX ({jax.default_backend()})",
-            parallel={"chain_method": nuts["chain_method"], "chains": settings.chains,
-                      "cpu_devices": jax.local_device_count()},
-            threads=os.cpu_count(),  # XLA's CPU intra-op thread pool defaults to every core
-            xla_flags=os.environ.get("XLA_FLAGS", ""),
-            compile_cache=spans.cache_note(),
-        )
-    else:
-        # what nutpie says it ran with (tuning steps, maxdepth, target_accept, adaptation, ...)
-        nutpie_settings = json.loads(idata["sample_stats"].attrs["inference_library_settings"])
-        extra.update(
-            backend="PyTensor -> numba (nutpie.compile_pymc_model's default)",
-            parallel={"mode": "threads", "cores": cores, "chains": settings.chains},
-            threads=cores,
-            sampler_reported=nutpie_settings,
-        )
-    manifest = base_manifest(
-        spec.engine, "pymc", pm.__version__, data, prior, param, settings,
-        **pymc_engine.pytensor_manifest(),
+    manifest = _manifest(
+        spec, problem, settings, library, nuts,
         sampler=f"{spec.name} NUTS via pm.sample(nuts_sampler={spec.name!r})",
-        sampler_version=library.__version__,
-        nuts_kwargs=nuts,
-        settings_as=dict(spec.settings_as),
-        stats={**{k: f"-{v}" if k in spec.negated else v for k, v in spec.stats.items()},
-               "tree_depth": TREE_DEPTH},
-        stats_notes=dict(spec.notes),
-        init=spec.init,
-        mass_matrix=spec.mass_matrix,
-        **extra,
+        jax_version=jax.__version__,
+        jaxlib_version=jaxlib.__version__,
+        jax_enable_x64=bool(jax.config.jax_enable_x64),
+        backend=f"PyTensor -> JAX ({jax.default_backend()})",
+        parallel={"chain_method": nuts["chain_method"], "chains": settings.chains,
+                  "cpu_devices": jax.local_device_count()},
+        threads=os.cpu_count(),  # XLA's CPU intra-op thread pool defaults to every core
+        xla_flags=os.environ.get("XLA_FLAGS", ""),
+        compile_cache=spans.cache_note(),
+        program=COMPILED,  # pm.sample converts and compiles the model afresh on every call
+        compile_reused=False,
         pymc_sampling_time_s=float(idata["posterior"].attrs["sampling_time"]),
         post_sampling_s=returned - exit_,
-        timing_method=spec.timing_method,
     )
     return RunResult(draws=draws, timings=timings, manifest=manifest)
+
+
+def nutpie_seed(seed: int, chains: int) -> int:
+    """The seed pm.sample(random_seed=seed, chains=chains, nuts_sampler="nutpie") hands nutpie.sample:
+    the first of PyMC's per-chain seeds (pymc.sampling.mcmc.sample)."""
+    from pymc.util import get_random_generator  # with PyMC: optional, lazy
+
+    rngs = get_random_generator(seed).spawn(chains)
+    return int([rng.integers(2**30) for rng in rngs][0])
+
+
+def nutpie_backend() -> str:
+    """nutpie's backend as pm.sample picks it: "jax" where PyTensor's default linker is JAX's, else numba."""
+    from pytensor.compile.mode import get_mode  # with PyMC: optional, lazy
+    from pytensor.link.jax.linker import JAXLinker
+
+    return "jax" if isinstance(get_mode(None).linker, JAXLinker) else "numba"
+
+
+class ExternalSamplerEngine:
+    """One row of :data:`SAMPLERS` as an engine."""
+
+    def __init__(self, spec: Sampler) -> None:
+        self.spec = spec
+        self.name = spec.engine
+        self.ppl = spec.name  # the sampler's distribution: what differs from the pymc engine
+        #: problem -> (nutpie's compiled model, its backend)
+        self._compiled: OrderedDict[Problem, tuple[object, str]] = OrderedDict()
+
+    def availability(self) -> str | None:
+        return availability(self.spec.name)
+
+    def log_density(self, problem: Problem) -> Callable[[Mapping], float]:
+        return pymc_engine.log_density(problem)  # the same PyMC model, so the same compiled log density
+
+    def run(self, problem: Problem, settings: Settings) -> RunResult:
+        check_run_args(problem, settings)
+        if self.spec.name == "nutpie":
+            return self._run_nutpie(problem, settings)
+        return _run_pm_sample(self.spec, problem, settings)
+
+    def _nutpie_model(self, problem: Problem) -> tuple[object, str, bool]:
+        """(nutpie's compiled model of the problem, its backend, whether this process kept it)."""
+        import nutpie  # optional, lazy
+
+        if problem in self._compiled:
+            self._compiled.move_to_end(problem)
+            return (*self._compiled[problem], True)
+        backend = nutpie_backend()
+        model = build_model(problem.data, problem.prior, problem.parameterization)
+        compiled = nutpie.compile_pymc_model(model, var_names=None, backend=backend)  # as pm.sample calls it
+        self._compiled[problem] = (compiled, backend)
+        while len(self._compiled) > MODELS_KEPT:
+            self._compiled.popitem(last=False)
+        return compiled, backend, False
+
+    def _run_nutpie(self, problem: Problem, settings: Settings) -> RunResult:
+        """pm.sample(nuts_sampler="nutpie")'s two calls (pymc.sampling.mcmc._sample_external_nuts), the
+        compiled model kept for the problem's later seeds."""
+        import nutpie  # optional, lazy
+
+        spec = self.spec
+        t0 = time.perf_counter()
+        compiled, backend, reused = self._nutpie_model(problem)
+        cores = _cores(spec, settings)
+        kwargs = spec.nuts(settings)
+        kwargs["maxdepth"] = kwargs.pop("max_treedepth")  # as pymc.sampling.mcmc._sample_external_nuts
+        seed = nutpie_seed(settings.seed, settings.chains)
+        t1 = time.perf_counter()
+        idata = nutpie.sample(
+            compiled,
+            draws=settings.draws,
+            tune=max(settings.warmup, 1),  # nuts-rs needs a tuning step; pm.sample raises 0 to 1 too
+            chains=settings.chains,
+            cores=cores,
+            seed=seed,
+            save_warmup=False,  # pm.sample(discard_tuned_samples=True), its default
+            store_unconstrained=False,
+            progress_bar=False,
+            **kwargs,
+        )
+        t2 = time.perf_counter()
+        draws = _draws(spec, idata, problem)
+        timings = Timings(compile_s=t1 - t0, inference_s=t2 - t1, total_s=time.perf_counter() - t0,
+                          compile_cached=reused)
+        manifest = _manifest(
+            spec, problem, settings, nutpie, kwargs,
+            sampler="nutpie NUTS on nutpie.compile_pymc_model(model), as pm.sample(nuts_sampler='nutpie')",
+            backend=f"PyTensor -> {backend} (nutpie.compile_pymc_model, backend chosen as pm.sample does)",
+            parallel={"mode": "threads", "cores": cores, "chains": settings.chains},
+            threads=cores,
+            nutpie_seed=seed,
+            # what nutpie says it ran with (tuning steps, maxdepth, target_accept, adaptation, ...)
+            sampler_reported=json.loads(idata["sample_stats"].attrs["inference_library_settings"]),
+            program=REUSED if reused else COMPILED,
+            compile_reused=reused,
+        )
+        return RunResult(draws=draws, timings=timings, manifest=manifest)
+
+
+#: the engines, by sampler: the registry's pymc-nutpie is ENGINES["nutpie"], etc.
+ENGINES: dict[str, ExternalSamplerEngine] = {name: ExternalSamplerEngine(spec) for name, spec in SAMPLERS.items()}

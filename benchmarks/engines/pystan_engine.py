@@ -1,10 +1,12 @@
 """PyStan 3 engine: Stan's NUTS through httpstan, in this process.
 
-PyStan binds data (and the seed) when it builds a model. httpstan keeps each compiled extension
-module on disk under a name computed from the program text, so only the first build of a program
-compiles; a run says which it was in ``Timings.compile_cached``, read from httpstan's cache before
-building. httpstan also caches every seeded *fit* by its arguments and would answer a repeated run
-from disk without sampling: ``run`` removes its fits from that cache so every run really samples.
+PyStan binds data (and the seed) when it builds a model. Compiled programs come from the machine's
+store (``_httpstan.py``: one build per program, shared by every venv); a run says whether it compiled
+in ``Timings.compile_cached``. A built model is kept in this process (a few of them, least recently
+used evicted), so a later seed of it skips even httpstan's load. httpstan also caches every seeded
+*fit* by its arguments and would answer a repeated run from disk without sampling: ``run`` removes its
+fits from that cache so every run really samples. httpstan's chain pool starts its workers from a
+forkserver (``_httpstan.ensure_pool``), never by forking this process.
 
 PyStan prints build and sampling progress; it is captured and sent to this module's logger.
 """
@@ -24,14 +26,14 @@ import sysconfig
 import tempfile
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 
 from arviz_base import from_pystan
 
-from models import Prior, SchoolsData
-from models.logdensity import check_parameterization
+from models.problem import Problem
 from models.stan_program import program_code, stan_data
 
 from ._stan_common import (
@@ -42,36 +44,34 @@ from ._stan_common import (
     stan_result,
     to_layout,
 )
-from .base import RunResult, Settings, check_run_args
+from .base import COMPILED, REUSED, RunResult, Settings, check_problem, check_run_args
+
+#: where a run's compiled program came from when not REUSED or COMPILED
+CACHED = "loaded from the compiled-program store"
 
 log = logging.getLogger(__name__)
 
 _NUTS = "stan::services::sample::hmc_nuts_diag_e_adapt"
 
+#: built stan.Model objects kept per process (each holds the program text and the data, no compiled code)
+MODELS_KEPT = 8
+
 #: (program code, data JSON) -> built stan.Model (seed replaced per run; building binds data only)
-_MODELS: dict[tuple[str, str], object] = {}
+_MODELS: OrderedDict[tuple[str, str], object] = OrderedDict()
 
 
 def _import_stan():
     """``import stan``, without the SyntaxWarnings its dependency clikit raises when compiled."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SyntaxWarning)
-        import stan
+        import stan  # PyStan stays optional: imported lazily
     return stan
 
 
-def availability() -> str | None:
-    if sys.version_info >= (3, 13):
-        return (f"PyStan on Python {sys.version.split()[0]}: httpstan's compiled models fail to import "
-                "(undefined symbol _PyThreadState_UncheckedGet); run the suite on Python 3.12")
-    try:
-        _import_stan()
-    except ImportError as e:
-        return f"pystan is not installed ({e}): pip install 'pystan>=3.10' (Linux and macOS only)"
-    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "gcc").split()[0]
-    if shutil.which(cc) is None:
-        return f"no C compiler {cc!r} on PATH: PyStan compiles each Stan program with it (install g++)"
-    return None
+def _httpstan():
+    from . import _httpstan  # imports httpstan (with PyStan: optional, lazy)
+
+    return _httpstan
 
 
 @contextlib.contextmanager
@@ -123,19 +123,22 @@ def _text(out) -> str:
     return out.read().decode(errors="replace").strip()
 
 
-def _build(code: str, data: dict, seed: int | None) -> tuple[object, bool]:
-    """The stan.Model for ``code`` and ``data`` with ``seed``, and whether it was already compiled."""
-    import httpstan.cache
-    import httpstan.models
-
+def _build(code: str, data: dict, seed: int | None) -> tuple[object, str]:
+    """The stan.Model for ``code`` and ``data`` with ``seed``, and where its compiled program came from:
+    REUSED (a model kept in this process), CACHED (the store or httpstan's cache), or COMPILED."""
     stan = _import_stan()
     key = (code, json.dumps(data, sort_keys=True))
     if key in _MODELS:
-        return dataclasses.replace(_MODELS[key], random_seed=seed), True
-    cached = httpstan.models.calculate_model_name(code) in httpstan.cache.list_model_names()
-    model = _quietly("stan.build", stan.build, code, data=data, random_seed=seed)
+        _MODELS.move_to_end(key)
+        return dataclasses.replace(_MODELS[key], random_seed=seed), REUSED
+    with _httpstan().compiled(code) as found:
+        if not found:
+            log.info("compiling Stan program %s (once per machine; ~40 s of g++)", _httpstan().entry_dir(code).name)
+        model = _quietly("stan.build", stan.build, code, data=data, random_seed=seed)
     _MODELS[key] = model
-    return model, cached
+    while len(_MODELS) > MODELS_KEPT:
+        _MODELS.popitem(last=False)
+    return model, CACHED if found else COMPILED
 
 
 def _fit_files(model, num_chains: int, kwargs: dict) -> list[Path]:
@@ -157,47 +160,120 @@ def _fit_files(model, num_chains: int, kwargs: dict) -> list[Path]:
     return paths
 
 
-def run(data: SchoolsData, prior: Prior, param: str, settings: Settings) -> RunResult:
-    check_run_args(data, prior, param, settings)
-    seed = check_seed(settings.seed)
-    t_start = time.perf_counter()
-    code = program_code(prior, param)
-    model, cached = _build(code, stan_data(data, prior), seed)
-    compile_s = time.perf_counter() - t_start
+#: (id of httpstan's pool, model name): programs every worker of that pool has loaded
+_PRELOADED: set[tuple[int, str]] = set()
+#: rounds of loading tasks before giving up on a worker that never takes one (it then loads the
+#: program on its first chain, inside the timed sampling, as it would without this)
+PRELOAD_ROUNDS = 8
 
-    kwargs = {"num_warmup": settings.warmup, "num_samples": settings.draws,
-              "delta": float(settings.target_accept), "max_depth": settings.max_treedepth}
-    fit_files = _fit_files(model, settings.chains, kwargs)
-    for f in fit_files:  # a cached fit would be returned without sampling
-        f.unlink(missing_ok=True)
-    t0 = time.perf_counter()
-    try:
-        fit = _quietly("PyStan sampling", model.sample, num_chains=settings.chains, **kwargs)
-    finally:
-        found = [f for f in fit_files if f.exists()]
-        for f in found:
-            f.unlink()
-    inference_s = time.perf_counter() - t0
-    if len(found) != len(fit_files):
-        log.warning("httpstan stored its fits elsewhere than expected (httpstan %s changed its naming?): "
-                    "a repeated identical run may be answered from httpstan's fit cache", _version("httpstan"))
 
-    dims, coords = dims_and_coords(data)
-    converted = from_pystan(posterior=fit, posterior_model=model, dims=dims, coords=coords)
-    tree = to_layout(converted, data, prior, "pystan")
-    total_s = time.perf_counter() - t_start
+def _preload(model_name: str) -> None:
+    """Have every worker of httpstan's pool load ``model_name``'s compiled program (once per pool):
+    a forkserver worker does not inherit this process's loaded modules, and loading a ~35 MB program
+    on a worker's first chain would otherwise fall inside the first run's sampling time."""
+    import httpstan.services_stub  # PyStan's modules load lazily, with the PPL
 
-    import httpstan.services_stub
+    from . import _stan_preload
 
-    workers = getattr(httpstan.services_stub.executor, "_max_workers", None)
-    return stan_result(
-        "pystan", _version("pystan"), tree, data, prior, param, settings,
-        parallel=f"one process per chain from httpstan's process pool ({workers} at a time)", cached=cached,
-        compile_s=compile_s, inference_s=inference_s, total_s=total_s, chain_elapsed=_chain_elapsed(fit),
-        httpstan_version=_version("httpstan"),
-        stan_version=_stan_version(),
-        model_name=model.model_name,
-    )
+    pool = httpstan.services_stub.executor
+    key = (id(pool), model_name)
+    if key in _PRELOADED:
+        return
+    workers = set(getattr(pool, "_processes", None) or {})
+    loaded: set[int] = set()
+    for _ in range(PRELOAD_ROUNDS):
+        futures = [pool.submit(_stan_preload.load, model_name) for _ in range(max(1, len(workers)))]
+        loaded |= {f.result() for f in futures}
+        workers |= set(getattr(pool, "_processes", None) or {})
+        if workers <= loaded:
+            break
+    _PRELOADED.add(key)
+
+
+class PyStanEngine:
+    name = "pystan"
+    ppl = "pystan"
+
+    def availability(self) -> str | None:
+        if sys.version_info >= (3, 13):
+            return (f"PyStan on Python {sys.version.split()[0]}: httpstan's compiled models fail to import; "
+                    "run the suite on Python 3.12")
+        try:
+            _import_stan()
+        except ImportError as e:
+            return f"pystan does not import ({e}): pip install 'eight-schools-ppl[stan]' (Linux, macOS)"
+        cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "gcc").split()[0]
+        if shutil.which(cc) is None:
+            return f"no C compiler {cc!r} on PATH: PyStan compiles each Stan program with it (install g++)"
+        return None
+
+    def run(self, problem: Problem, settings: Settings) -> RunResult:
+        check_run_args(problem, settings)
+        seed = check_seed(settings.seed)
+        t_start = time.perf_counter()
+        code = program_code(problem.prior, problem.parameterization)
+        model, source = _build(code, stan_data(problem.data, problem.prior), seed)
+        compile_s = time.perf_counter() - t_start
+
+        t_pool = time.perf_counter()
+        start_method = _httpstan().ensure_pool()  # starts httpstan's workers on a process's first run
+        pool_s = time.perf_counter() - t_pool
+        t_load = time.perf_counter()
+        _preload(model.model_name)  # every pool worker maps the program now, not in the timed sampling
+        compile_s += time.perf_counter() - t_load
+        kwargs = {"num_warmup": settings.warmup, "num_samples": settings.draws,
+                  "delta": float(settings.target_accept), "max_depth": settings.max_treedepth}
+        fit_files = _fit_files(model, settings.chains, kwargs)
+        for f in fit_files:  # a cached fit would be returned without sampling
+            f.unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        try:
+            fit = _quietly("PyStan sampling", model.sample, num_chains=settings.chains, **kwargs)
+        finally:
+            found = [f for f in fit_files if f.exists()]
+            for f in found:
+                f.unlink()
+        inference_s = time.perf_counter() - t0
+        if len(found) != len(fit_files):
+            log.warning("httpstan stored its fits elsewhere than expected (httpstan %s changed its naming?): "
+                        "a repeated identical run may be answered from httpstan's fit cache", _version("httpstan"))
+
+        dims, coords = dims_and_coords(problem.data)
+        converted = from_pystan(posterior=fit, posterior_model=model, dims=dims, coords=coords)
+        tree = to_layout(converted, problem.data, problem.prior, "pystan")
+        total_s = time.perf_counter() - t_start
+
+        import httpstan.services_stub  # loaded with PyStan above
+
+        workers = getattr(httpstan.services_stub.executor, "_max_workers", None)
+        return stan_result(
+            self.name, _version("pystan"), tree, problem, settings,
+            parallel=f"one process per chain from httpstan's process pool ({workers} at a time, "
+                     f"started by {start_method})",
+            cached=source != COMPILED, compile_s=compile_s, inference_s=inference_s, total_s=total_s,
+            chain_elapsed=_chain_elapsed(fit),
+            httpstan_version=_version("httpstan"),
+            stan_version=_stan_version(),
+            model_name=model.model_name,
+            program=source,
+            compile_reused=source == REUSED,
+            stan_build=str(_httpstan().entry_dir(code)),
+            pool_start_s=pool_s,  # in total_s only: starting the worker processes is not sampling
+        )
+
+    def log_density(self, problem: Problem) -> Callable[[Mapping], float]:
+        """log p(y, parameters) at a constrained point by the compiled program, without Jacobian."""
+        check_problem(problem)
+        model, _ = _build(program_code(problem.prior, problem.parameterization),
+                          stan_data(problem.data, problem.prior), None)
+
+        def lp(point: Mapping) -> float:
+            values = stan_point(problem, point)
+            if values is None:
+                return -math.inf
+            return float(model.log_prob(model.unconstrain_pars(values), adjust_transform=False))
+
+        return lp
 
 
 def _chain_elapsed(fit) -> list[dict[str, float]]:
@@ -208,20 +284,6 @@ def _chain_elapsed(fit) -> list[dict[str, float]]:
                     if b'"topic":"logger"' in line and b"seconds" in line)
         chains.append(elapsed_from_messages(messages))
     return chains
-
-
-def log_density(data: SchoolsData, prior: Prior, param: str) -> Callable[[Mapping], float]:
-    """log p(y, parameters) at a constrained point by the compiled program, without Jacobian."""
-    check_parameterization(param)
-    model, _ = _build(program_code(prior, param), stan_data(data, prior), None)
-
-    def lp(point: Mapping) -> float:
-        values = stan_point(data, prior, param, point)
-        if values is None:
-            return -math.inf
-        return float(model.log_prob(model.unconstrain_pars(values), adjust_transform=False))
-
-    return lp
 
 
 def _version(dist: str) -> str:
@@ -241,3 +303,6 @@ def _stan_version() -> str | None:
         return None
     parts = [re.search(rf"#define STAN_{p} (\d+)", text) for p in ("MAJOR", "MINOR", "PATCH")]
     return ".".join(m.group(1) for m in parts) if all(parts) else None
+
+
+ENGINE = PyStanEngine()
