@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import write_text
+from models.files import write_text
 
 KEYS = ("ppl_version", "dtype", "init", "mass_matrix", "parallel", "threads", "timing_method", "sampler")
 

@@ -1,0 +1,98 @@
+"""Regenerate the README's result blocks from a results folder (no figure in the README is typed by hand).
+
+A block is the text between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``; each NAME maps to a
+function of the results folder that returns the block's markdown. A block whose result is missing is
+left as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from models.files import write_text
+
+from .failures import error_kind
+from .report import machine_label
+from .tables import table_markdown
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _compare_block(results: Path) -> str:
+    run_dir = results / "compare"
+    records = json.loads((run_dir / "runs.json").read_text())
+    env = json.loads((run_dir / "environment.json").read_text())
+    timing = ""
+    if (run_dir / "timing.json").exists():
+        t = json.loads((run_dir / "timing.json").read_text())["totals"]
+        ok = [r for r in records if error_kind(r) is None]
+        cached = sum(bool(r.get("compile_cached")) for r in ok)
+        timing = (f" The matrix took {t['wall_s']:.0f} s of wall time ({t['engine_call_s']:.0f} s in engine calls, "
+                  f"harness overhead {100 * t['harness_fraction']:.1f} %); {cached} of {len(ok)} finished runs "
+                  "loaded every compiled program from a cache (PyMC's own sampler and nutpie compile each run).")
+    return (f"From `results/compare/` ({machine_label(env)}, git "
+            f"`{(env.get('git_revision') or '')[:12]}`); full report: "
+            f"[results/compare/REPORT.md](results/compare/REPORT.md).{timing}\n\n" + table_markdown(records))
+
+
+def _calibration_block(results: Path) -> str:
+    """The measurement table of CALIBRATION.md (itself written by the calibrate job from calibration.json)."""
+    text = (results / "calibration" / "CALIBRATION.md").read_text()
+    start = text.index("| measurement")
+    end = text.find("\n\n", start)
+    table = text[start:end if end >= 0 else len(text)].rstrip()
+    return table + "\n\nDetails: [results/calibration/CALIBRATION.md](results/calibration/CALIBRATION.md)."
+
+
+def _fmt_s(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def _durations_block(results: Path) -> str:
+    """Cold and warm wall times of the README's commands, measured by `nox -s durations` (.ci/durations.py)
+    in fresh clones with empty HOMEs."""
+    d = json.loads((results / "durations" / "durations.json").read_text())
+    c, t = d["scenarios"].get("compare", {}), d["scenarios"].get("tests", {})
+
+    def wall(sc: dict, k: str) -> str:
+        return _fmt_s((sc.get(k) or {}).get("wall_s"))
+
+    def first(sc: dict, k: str) -> str:
+        v = (sc.get(k) or {}).get("first_own_line_s")
+        return "—" if v is None else f"{v:.1f} s"
+
+    return (f"Measured by `nox -s durations` on {d['cpu']} ({d['cores']} cores), git `{d['git_revision'][:12]}`, "
+            "each in a fresh clone with an empty HOME (cold: every download and compile cache empty; warm: the "
+            f"same command again): set-up line {wall(c, 'setup')}; `nox -s compare` cold {wall(c, 'cold')}, warm "
+            f"{wall(c, 'warm')}; `nox -s tests` cold {wall(t, 'cold')}, warm {wall(t, 'warm')}. First line of "
+            f"their own after nox's: compare {first(c, 'cold')} (cold), regress {first(c, 'regress_first_line')}, "
+            f"bench {first(c, 'bench_first_line')}.")
+
+
+BLOCKS = {"compare-table": _compare_block, "calibration-table": _calibration_block,
+          "durations": _durations_block}
+
+
+def update_readme(readme: Path = ROOT / "README.md", results_root: Path = ROOT / "results") -> list[str]:
+    """Rewrite every block whose result exists; returns the names of the blocks rewritten."""
+    readme, results_root = Path(readme), Path(results_root)
+    text = readme.read_text()
+    done = []
+    for name, make in BLOCKS.items():
+        pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(\n<!-- {name}:end -->)", re.S)
+        if not pattern.search(text):
+            continue
+        try:
+            block = make(results_root)
+        except FileNotFoundError:
+            continue  # that result has not been produced here yet: leave the block as it is
+        text = pattern.sub(lambda m, b=block: m.group(1) + b + m.group(2), text)
+        done.append(name)
+    if done:
+        write_text(readme, text)
+    return done
+
