@@ -1,8 +1,16 @@
-"""Sessions for the eight-schools PPL comparison suite (``nox -l`` lists them)."""
+"""Sessions for the eight-schools PPL comparison suite (``nox -l`` lists them).
+
+Every session that runs engines writes under ``results/runs/`` (git ignores it); ``nox -s publish --
+JOB`` is the one explicit step that refreshes the committed snapshot (``results/JOB/``) and the
+README's generated tables. Each long session says at once what it will run and how long it took the
+last time it ran here (or in the committed snapshot, with its machine).
+"""
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import nox
 
@@ -13,13 +21,36 @@ nox.options.reuse_existing_virtualenvs = True
 if sys.version_info < (3, 12):  # noqa: UP036 - nox itself may run on an older Python
     raise SystemExit(
         f"nox is running on Python {sys.version.split()[0]}; this project needs Python >= 3.12 "
-        "(PyMC 6, NumPy 2.5, JAX and ArviZ 1.x require it): install nox with a Python >= 3.12"
+        "(PyMC 6, NumPy 2.5, JAX and ArviZ 1.x require it): install nox with a Python >= 3.12 "
+        "(see the README's set-up line)"
     )
 
+ROOT = Path(__file__).resolve().parent
+RUNS = ROOT / "results" / "runs"
 
 #: BLAS threads: 2 shared cores are slower with OpenBLAS's thread pool than without (measured in
 #: reference/); every engine parallelises over chains itself.
 ENV = {"OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _last(job: str) -> str:
+    """The last measured duration of a job: this machine's own run, else the committed snapshot's."""
+    for folder, where in ((RUNS / job, "here"), (ROOT / "results" / job, "committed snapshot")):
+        for name in ("timing.json", "durations.json"):
+            try:
+                doc = json.loads((folder / name).read_text())
+                env = json.loads((folder / "environment.json").read_text())
+            except (OSError, ValueError):
+                continue
+            wall = doc.get("totals", {}).get("wall_s")
+            if wall:
+                return f"last measured {wall:.0f} s ({where}: {env.get('cpu')}, {env.get('cores')} cores)"
+    return "no earlier timing known here"
+
+
+def _start(session: nox.Session, what: str, job: str | None = None) -> None:
+    """The session's first line, before the environment is installed."""
+    session.log(f"{what}" + (f"; {_last(job)}" if job else ""))
 
 
 def _install(session: nox.Session, extras: str) -> None:
@@ -29,6 +60,7 @@ def _install(session: nox.Session, extras: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test-suite (every engine available here; cmdstanpy skips without CmdStan)."""
+    _start(session, "tests: the whole test-suite (cold on 2 cores: see the README for the measured time)")
     _install(session, "test")
     session.run("pytest", *session.posargs, env=ENV)
 
@@ -42,67 +74,115 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def compare(session: nox.Session) -> None:
-    """The main job: every engine x centred/non-centred, 3 seeds, reference check, results/compare/REPORT.md."""
+    """The main job: every engine x centred/non-centred, 3 seeds, reference check: results/runs/compare/."""
+    _start(session, "compare: every engine x centred/non-centred x 3 seeds (48 runs) into results/runs/compare",
+           "compare")
     _install(session, "ppl")
     session.run("python", "-m", "benchmarks", "compare", *session.posargs, env=ENV)
 
 
 @nox.session(default=False)
-def reference(session: nox.Session) -> None:
-    """Write the exact grid reference for every preset, with figures, to results/reference/."""
-    _install(session, "ppl")
-    session.run("python", "-m", "reference", "write-results", "results/reference", *session.posargs, env=ENV)
-
-
-@nox.session(default=False)
-def calibrate(session: nox.Session) -> None:
-    """Measure the check's false-alarm rate and power (long): results/calibration/."""
-    _install(session, "ppl")
-    session.run("python", "-m", "benchmarks.calibrate", "results/calibration", *session.posargs, env=ENV)
-
-
-@nox.session(default=False)
-def tune(session: nox.Session) -> None:
-    """Time each engine's shipped configuration against its PPL's alternatives: results/tuning/."""
-    _install(session, "ppl")
-    session.run("python", "-m", "benchmarks.tuning", "results/tuning", *session.posargs, env=ENV)
-
-
-@nox.session(default=False)
-def notebook(session: nox.Session) -> None:
-    """Reproduce the notebook in shared/seed/ against the exact posterior: results/notebook/README.md."""
-    _install(session, "ppl")
-    session.run("python", "-m", "benchmarks.notebook", "results/notebook", *session.posargs, env=ENV)
-
-
-@nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """The full benchmark matrix (all presets, 5 seeds, draws varied, scaling in J): results/bench/."""
-    _install(session, "ppl")
+    """The full benchmark matrix (all presets, 5 seeds, draws varied, scaling in J): results/runs/bench/."""
+    _start(session, "bench: the full matrix of benchmarks/configs/bench.toml into results/runs/bench", "bench")
+    _install(session, "ppl,dask")
     session.run("python", "-m", "benchmarks", "matrix", "benchmarks/configs/bench.toml", "--run-id", "bench",
                 "--latest", *session.posargs, env=ENV)
 
 
 @nox.session(default=False)
-def report(session: nox.Session) -> None:
-    """Rewrite REPORT.md (tables and figures) for a results folder (default: results/latest)."""
+def sweep(session: nox.Session) -> None:
+    """Centred vs non-centred across data informativeness (sigma_scale) and J: results/runs/sweep/."""
+    _start(session, "sweep: every engine x 2 parameterisations x sigma_scale x J x seeds into "
+                    "results/runs/sweep", "sweep")
+    _install(session, "ppl,dask")
+    session.run("python", "-m", "benchmarks", "sweep", *session.posargs, env=ENV)
+
+
+@nox.session(default=False)
+def reference(session: nox.Session) -> None:
+    """Write the exact grid reference for every preset, with figures, to results/runs/reference/."""
+    _start(session, "reference: exact summaries for every preset into results/runs/reference")
     _install(session, "ppl")
-    session.run("python", "-m", "benchmarks", "report", *(session.posargs or ["results/latest"]), env=ENV)
+    session.run("python", "-m", "reference", "write-results", str(RUNS / "reference"), *session.posargs, env=ENV)
+
+
+@nox.session(default=False)
+def calibrate(session: nox.Session) -> None:
+    """Measure the check's false-alarm rate and power (long): results/runs/calibration/."""
+    _start(session, "calibrate: 10^4 exact-iid replications + 20 seeds x every engine x 3 settings into "
+                    "results/runs/calibration", "calibration")
+    _install(session, "ppl,dask")
+    session.run("python", "-m", "benchmarks", "calibrate", *session.posargs, env=ENV)
+
+
+@nox.session(default=False)
+def tune(session: nox.Session) -> None:
+    """Time each engine's shipped configuration against its PPL's alternatives: results/runs/tuning/."""
+    _start(session, "tune: every engine's configurations, 2 rounds x 3 seeds, into results/runs/tuning", "tuning")
+    _install(session, "ppl")
+    session.run("python", "-m", "benchmarks", "tune", *session.posargs, env=ENV)
+
+
+@nox.session(default=False)
+def notebook(session: nox.Session) -> None:
+    """Reproduce the seed notebook's printed table against the exact posterior: results/runs/notebook/."""
+    _start(session, "notebook: two PyStan fits + the exact posterior into results/runs/notebook", "notebook")
+    _install(session, "ppl")
+    session.run("python", "-m", "benchmarks", "notebook", *session.posargs, env=ENV)
+
+
+@nox.session(default=False)
+def report(session: nox.Session) -> None:
+    """Rewrite REPORT.md (tables and figures) for a results folder (default: results/runs/latest)."""
+    _install(session, "ppl")
+    session.run("python", "-m", "benchmarks", "report", *(session.posargs or [str(RUNS / "latest")]), env=ENV)
 
 
 @nox.session(default=False)
 def baseline(session: nox.Session) -> None:
-    """Write results/baselines/<config>.json (default config: full; `-- --config ci` for the short one)."""
+    """Write results/runs/baselines/<config>.json (default config: full; `-- --config ci` for the short one)."""
+    _start(session, "baseline: a regress configuration's seeds into results/runs/baselines")
     _install(session, "ppl")
     session.run("python", "-m", "benchmarks", "baseline", *(session.posargs or ["--config", "full"]), env=ENV)
 
 
 @nox.session(default=False)
 def regress(session: nox.Session) -> None:
-    """Rerun a baseline's seeds; exit 1 on a regression. JUnit XML + markdown in results/regress/."""
+    """Rerun a baseline's seeds; exit 1 on a regression. JUnit XML + markdown in results/runs/regress/."""
+    _start(session, "regress: rerun the committed ci baseline's seeds (pystan, numpyro) and gate against it")
     _install(session, "ppl")
     args = session.posargs or ["--baseline", "results/baselines/ci.json"]
     session.run("python", "-m", "benchmarks", "regress", *args, env=ENV)
+
+
+@nox.session(default=False, reuse_venv=False)
+def candidate(session: nox.Session) -> None:
+    """Gate a candidate PPL build: `nox -s candidate -- "numpyro @ file:///path"` (any pip requirement)."""
+    if not session.posargs:
+        session.error('name the candidate: nox -s candidate -- "numpyro==0.22.0" (any pip requirement)')
+    _start(session, f"candidate: install {session.posargs[0]!r} beside the suite in this session's fresh "
+                    "environment, rerun the baseline's configuration for its engines, gate against the baseline")
+    _install(session, "ppl")
+    session.install(session.posargs[0])
+    session.run("python", "-m", "benchmarks", "candidate", *session.posargs, env=ENV)
+
+
+@nox.session(default=False)
+def power(session: nox.Session) -> None:
+    """Measure the regression gate's power against injected regressions: results/runs/power/."""
+    _start(session, "power: injected ESS drops, divergence rises and bias against the ci baseline", "power")
+    _install(session, "ppl")
+    session.run("python", "-m", "benchmarks.jobs.power", *session.posargs, env=ENV)
+
+
+@nox.session(default=False)
+def publish(session: nox.Session) -> None:
+    """Copy finished runs into the committed snapshot and regenerate the README: `-- compare sweep ...`."""
+    if not session.posargs:
+        session.error("name what to publish: nox -s publish -- compare [bench sweep calibration ...]")
+    _install(session, "ppl")
+    session.run("python", "-m", "benchmarks", "publish", *session.posargs, env=ENV)
 
 
 #: (PyPI name, version, extra, engine): at least two releases each of PyMC, NumPyro and PyStan.
@@ -122,18 +202,24 @@ PPL_VERSIONS = [
     [nox.param(p, v, x, e, id=f"{p}='{v}'") for p, v, x, e in PPL_VERSIONS],
 )
 def versions(session: nox.Session, ppl: str, version: str, extra: str, engine: str) -> None:
-    """One PPL release in its own environment: a small matrix -> results/versions/<ppl>-<version>/."""
-    import shutil
-
+    """One PPL release in its own environment: a small matrix -> results/runs/versions/<ppl>-<version>/."""
+    _start(session, f"versions: {ppl}=={version} in its own environment, a small matrix")
     session.install("-e", f".[{extra}]", f"{ppl}=={version}")
-    run_id = f"{ppl}-{version}"
-    shutil.rmtree(f"results/versions/{run_id}", ignore_errors=True)
     session.run("python", "-m", "benchmarks", "matrix", "benchmarks/configs/versions.toml",
-                "--engines", engine, "--results", "results/versions", "--run-id", run_id, env=ENV)
+                "--engines", engine, "--results", str(RUNS / "versions"), "--run-id", f"{ppl}-{version}",
+                *session.posargs, env=ENV)
 
 
 @nox.session(name="versions-report", default=False)
 def versions_report(session: nox.Session) -> None:
-    """Side-by-side table of every results/versions/<ppl>-<version>/ (after the versions sessions)."""
+    """Side-by-side table of every results/runs/versions/<ppl>-<version>/ (after the versions sessions)."""
     _install(session, "test")
-    session.run("python", "-m", "benchmarks", "versions-report", "results/versions", *session.posargs, env=ENV)
+    session.run("python", "-m", "benchmarks", "versions-report", *session.posargs, env=ENV)
+
+
+@nox.session(default=False, venv_backend="none")
+def durations(session: nox.Session) -> None:
+    """Measure compare and tests cold (fresh clone, empty HOME) and warm: results/runs/durations/."""
+    _start(session, "durations: fresh clones with empty HOMEs run the README's commands cold, then warm "
+                    "(about an hour on 2 cores)")
+    session.run(sys.executable, ".ci/durations.py", str(RUNS / "durations"), *session.posargs, external=True)

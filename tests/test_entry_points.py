@@ -7,9 +7,10 @@ import sys
 import pytest
 from conftest import require_engine
 
-from benchmarks.calibrate import run_calibration
-from benchmarks.compare import compare
-from benchmarks.notebook import printed_table, seed_notebook
+from benchmarks.cli import main as cli_main
+from benchmarks.jobs.calibrate import run_calibration
+from benchmarks.jobs.common import RunOptions
+from benchmarks.jobs.notebook import load_facts, reproduce
 
 
 def _py(*args):
@@ -54,23 +55,27 @@ def test_benchmarks_run_bad_data_file_exits_2(tmp_path):
     assert r.returncode == 2 and "y[1] = nan" in r.stderr
 
 
-def test_compare_writes_a_report_and_replaces_the_folder_whole(tmp_path):
+def test_compare_writes_a_report_swapped_in_whole_and_points_latest(tmp_path):
+    assert cli_main(["compare", "--engines", "pystan", "--seeds", "1", "--results", str(tmp_path)]) == 0
     out = tmp_path / "compare"
-    assert compare(out=out, engines=["pystan"], seeds=1) == 0
     records = json.loads((out / "runs.json").read_text())
     assert [(r["engine"], r["parameterization"]) for r in records] == [("pystan", "centered"),
                                                                        ("pystan", "noncentered")]
     assert (out / "REPORT.md").exists() and not (tmp_path / "compare.partial").exists()
     timing = json.loads((out / "timing.json").read_text())["totals"]
-    assert timing["runs"] == 2 and 0 <= timing["harness_fraction"] < 1
+    assert timing["runs"] == 2 and 0 <= timing["harness_fraction"] < 1 and timing["wall_over_budget"] > 0
     report = (out / "REPORT.md").read_text()
     assert "% of the wall time (`timing.json`)" in report
     assert report.startswith("# Benchmark report: `compare`\n")  # named for where it ends up
     assert (tmp_path / "latest").resolve() == out.resolve() and (tmp_path / "latest" / "REPORT.md").exists()
+    # a second compare replaces the folder whole (it is the suite's own)
+    assert cli_main(["compare", "--engines", "pystan", "--seeds", "1", "--results", str(tmp_path)]) == 0
+    assert len(json.loads((out / "runs.json").read_text())) == 2
 
 
 def test_calibration_smoke(tmp_path):
-    res = run_calibration(tmp_path, reps=5, seeds=1, engines=["pystan"], long_draws=200)
+    res = run_calibration(tmp_path, reps=5, seeds=1, engines=["pystan"], long_draws=200,
+                          options=RunOptions(results=tmp_path))
     assert res["iid"]["n"] == 5
     assert res["noncentered_false_alarms"]["engines"]["pystan"]["n"] == 1
     assert res["centered_power_long"]["engines"]["pystan"]["n"] == 1
@@ -84,11 +89,12 @@ def test_calibration_smoke(tmp_path):
         assert (tmp_path / name).exists()
 
 
-def test_notebook_table_is_parsed_from_the_seed():
-    try:
-        path = seed_notebook()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    table = printed_table(path)
-    assert list(table) == ["mu"] + [f"theta[{j}]" for j in range(1, 9)] + ["lp__"]
-    assert table["mu"]["n_eff"] > 0 and table["lp__"]["Rhat"] > 1
+def test_the_notebook_reproduction_runs_from_the_shipped_facts(tmp_path):
+    """The clone carries the notebook's facts as data: nothing outside the repository is read."""
+    facts = load_facts()
+    assert facts["provenance"]["sha256"] and facts["settings"]["seed"] == 101
+    assert list(facts["printed"]) == ["mu"] + [f"theta[{j}]" for j in range(1, 9)] + ["lp__"]
+    o = reproduce(tmp_path, facts, options=RunOptions(results=tmp_path))
+    text = (tmp_path / "README.md").read_text()
+    assert text.startswith("# The notebook, reproduced") and facts["provenance"]["sha256"][:16] in text
+    assert o["consistent_tau"]["chi2_best"] < o["consistent_tau"]["chi2_tau8"]

@@ -1,12 +1,11 @@
-"""The regression gate (benchmarks/regress.py): its statistical decisions on synthetic numbers, and the
+"""The regression gate (benchmarks/jobs/regress/): its statistical decisions on synthetic numbers, and the
 gate itself on a small PyStan baseline made here (an unchanged rerun passes, a crippled one fails, an
 engine that errors now fails, the JUnit XML is well-formed), plus the committed CI baseline's schema."""
 
 from __future__ import annotations
 
 import json
-import sys
-import types
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -14,20 +13,26 @@ import numpy as np
 import pytest
 from conftest import require_engine
 
-from benchmarks import regress
-from benchmarks.engines import ENGINES, Settings
-from benchmarks.regress import (
-    KINDS,
-    RegressConfig,
-    RegressError,
+from benchmarks.cli import build_parser
+from benchmarks.cli import main as cli_main
+from benchmarks.engines import ENGINES
+from benchmarks.engines.base import Settings
+from benchmarks.jobs.common import RunOptions
+from benchmarks.jobs.regress.command import run_gate
+from benchmarks.jobs.regress.config import RegressConfig, RegressError, load_config
+from benchmarks.jobs.regress.gate import compare_group
+from benchmarks.jobs.regress.measure import load_baseline, measure, summarise_group
+from benchmarks.jobs.regress.stats import (
     divergence_rise_test,
     ess_drop_test,
     flips_needed,
     log_shift_test,
-    run_gate,
     time_rise_test,
     verdict_flip_test,
 )
+from benchmarks.jobs.regress.thresholds import ALPHA, KINDS, SCHEMA
+from benchmarks.runpath.plugins import register_extra_engines
+from models.files import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 CI_BASELINE = ROOT / "results" / "baselines" / "ci.json"
@@ -54,7 +59,7 @@ def test_ess_drop_below_floor_never_fails_even_when_significant():
     base = np.exp(rng.normal(0, 0.01, 50))
     new = base * 0.95  # 5 % drop: significant with 50 seeds and 1 % spread, but below the 10 % floor
     t = log_shift_test(base, new, spread_floor=0.0)
-    assert t.p_value < regress.ALPHA and not t.regressed
+    assert t.p_value < ALPHA and not t.regressed
     assert log_shift_test(base, base * 0.85, spread_floor=0.0).regressed
 
 
@@ -98,7 +103,7 @@ def test_divergences_floor_and_overdispersion():
     totals = [10_000] * 10
     # 0 -> 10 divergences in 100 000 transitions: significant but a rise of 1e-4 < floor
     t = divergence_rise_test([0] * 10, totals, [1] * 10, totals)
-    assert t.p_value < regress.ALPHA and not t.regressed
+    assert t.p_value < ALPHA and not t.regressed
     # the same pooled rise is significant when divergences are spread evenly over chains, not when one
     # chain in the baseline already clustered them (overdispersion lowers the effective counts)
     tot = [300] * 10
@@ -148,7 +153,7 @@ def test_verdict_flips_needed_and_decision():
 
 def _group(engine, param, runs, status="ran", unavailable=None):
     return {"engine": engine, "parameterization": param, "status": status, "unavailable": unavailable,
-            "runs": runs, "summary": regress.summarise_group(runs)}
+            "runs": runs, "summary": summarise_group(runs)}
 
 
 def _run(seed, ess=0.05, div=(0, 0), passed=True, tpd=1e-5, error=None):
@@ -166,40 +171,40 @@ def test_compare_group_engine_errors_and_unavailability():
     broken = _group("e", "noncentered", [_run(s, error="RuntimeError: boom") for s in seeds])
     gone = _group("e", "noncentered", [_run(s, error="unavailable: not installed") for s in seeds],
                   status="unavailable", unavailable="not installed")
-    by_kind = {r.kind: r for r in regress.compare_group("e/noncentered", ok, broken)}
+    by_kind = {r.kind: r for r in compare_group("e/noncentered", ok, broken)}
     assert by_kind["error"].status == "fail" and "boom" in by_kind["error"].message
-    assert regress.compare_group("e/noncentered", ok, gone)[0].status == "fail"
-    both_gone = regress.compare_group("e/noncentered", gone, gone)
+    assert compare_group("e/noncentered", ok, gone)[0].status == "fail"
+    both_gone = compare_group("e/noncentered", gone, gone)
     assert both_gone[0].status == "skip" and not any(r.failed for r in both_gone)
-    same = regress.compare_group("e/noncentered", ok, ok)
+    same = compare_group("e/noncentered", ok, ok)
     assert [r.kind for r in same] == list(KINDS) and not any(r.failed for r in same)
 
 
 def test_config_names_and_validation(tmp_path):
-    ci = regress.load_config("ci")
+    ci = load_config("ci")
     assert ci.name == "ci" and ci.settings.chains >= 1 and len(ci.seeds) >= 5
-    assert regress.load_config("full").engines
+    assert load_config("full").engines
     with pytest.raises(RegressError, match="not in"):
-        regress.load_config("nope")
+        load_config("nope")
     bad = tmp_path / "r.toml"
     bad.write_text('[config.x]\nengines = ["stan9"]\nseeds = [1]\n')
     with pytest.raises(RegressError, match="stan9"):
-        regress.load_config(f"{bad}:x")
+        load_config(f"{bad}:x")
 
 
 def test_load_baseline_rejects_wrong_files(tmp_path):
     p = tmp_path / "b.json"
     p.write_text(json.dumps({"schema": "other"}))
     with pytest.raises(RegressError, match="schema"):
-        regress.load_baseline(p)
+        load_baseline(p)
     with pytest.raises(RegressError, match="no such file"):
-        regress.load_baseline(tmp_path / "missing.json")
+        load_baseline(tmp_path / "missing.json")
 
 
 def test_committed_ci_baseline_loads_and_matches_schema():
-    doc = regress.load_baseline(CI_BASELINE)
-    ci = regress.load_config("ci")
-    assert doc["schema"] == regress.SCHEMA and doc["name"] == "ci"
+    doc = load_baseline(CI_BASELINE)
+    ci = load_config("ci")
+    assert doc["schema"] == SCHEMA and doc["name"] == "ci"
     assert doc["config"] == ci.to_dict() | {"description": doc["config"]["description"]}, (
         "benchmarks/configs/regress.toml [config.ci] changed: regenerate with "
         "`python -m benchmarks baseline --config ci`")
@@ -214,22 +219,11 @@ def test_committed_ci_baseline_loads_and_matches_schema():
 
 
 def test_cli_registers_subcommands():
-    from benchmarks.__main__ import COMMANDS, parser
-
-    assert {"baseline", "regress", "versions-report"} <= set(COMMANDS)
-    a = parser().parse_args(["regress", "--baseline", "b.json", "--max-treedepth", "2"])
+    parser, _ = build_parser("regress")
+    a = parser.parse_args(["--baseline", "b.json", "--max-treedepth", "2"])
     assert a.max_treedepth == 2 and a.target_accept is None
-
-
-def test_versions_table(tmp_path):
-    for v, ess in (("0.21.0", 0.05), ("0.22.0", 0.06)):
-        recs = [{"engine": "numpyro", "ppl": "numpyro", "ppl_version": v, "parameterization": "noncentered",
-                 "ess_bulk_per_grad": ess, "divergences": 0, "chains": 2, "draws": 500, "sampling_s": 0.05,
-                 "inference_s": 0.1, "check_passed": True, "error": None}]
-        (tmp_path / f"numpyro-{v}").mkdir()
-        (tmp_path / f"numpyro-{v}" / "runs.json").write_text(json.dumps(recs))
-    text = regress.versions_table(tmp_path)
-    assert "numpyro 0.21.0" in text and "numpyro 0.22.0" in text and "0.05 · 0.00% · 1/1" in text
+    for name in ("baseline", "versions-report"):
+        assert build_parser(name)[0].prog.endswith(name)
 
 
 # --- the gate on a small PyStan baseline made here ------------------------------------------------
@@ -241,8 +235,9 @@ SMALL = RegressConfig(name="test-small", engines=["pystan"], parameterizations=[
 @pytest.fixture(scope="session")
 def small_baseline(tmp_path_factory) -> Path:
     require_engine("pystan")
-    path = tmp_path_factory.mktemp("regress") / "baseline.json"
-    regress.write_json(path, regress.measure(SMALL))
+    root = tmp_path_factory.mktemp("regress")
+    path = root / "baseline.json"
+    write_json(path, measure(SMALL, run_dir=root / "baseline.runs", options=RunOptions(results=root)))
     return path
 
 
@@ -258,8 +253,8 @@ def _junit_cases(path: Path) -> dict[tuple[str, str], ET.Element]:
 
 @pytest.mark.samples
 def test_unchanged_rerun_passes_and_junit_names_every_check(small_baseline, tmp_path):
-    code, results = run_gate(small_baseline, junit=tmp_path / "j.xml", summary=tmp_path / "s.md",
-                             progress=None)
+    code, results, _ = run_gate(small_baseline, junit=tmp_path / "j.xml", summary=tmp_path / "s.md",
+                                options=RunOptions(results=tmp_path))
     assert code == 0, [r for r in results if r.failed]
     ess = [r for r in results if r.kind == "ess_per_grad"]
     assert ess and all(r.details["ratio"] == pytest.approx(1.0) for r in ess)  # same build, same seeds
@@ -272,11 +267,9 @@ def test_unchanged_rerun_passes_and_junit_names_every_check(small_baseline, tmp_
 
 @pytest.mark.samples
 def test_crippled_rerun_fails_naming_the_reason(small_baseline, tmp_path):
-    from benchmarks.__main__ import main
-
     junit, summary = tmp_path / "j.xml", tmp_path / "s.md"
-    code = main(["regress", "--baseline", str(small_baseline), "--target-accept", "0.3",
-                 "--junit", str(junit), "--summary", str(summary)])
+    code = cli_main(["regress", "--baseline", str(small_baseline), "--target-accept", "0.3",
+                     "--junit", str(junit), "--summary", str(summary), "--results", str(tmp_path)])
     assert code == 1
     cases = _junit_cases(junit)
     failed = {k for k, c in cases.items() if c.find("failure") is not None}
@@ -289,21 +282,19 @@ def test_crippled_rerun_fails_naming_the_reason(small_baseline, tmp_path):
     assert "regression" in text and "**divergences**" in text and "target_accept 0.8 → 0.3" in text
 
 
-@pytest.mark.parametrize("mode", ["raises", "unavailable"])
+@pytest.mark.parametrize("mode", ["RAISE", "ABSENT"])
 def test_engine_that_ran_now_errors_fails_the_gate(small_baseline, tmp_path, monkeypatch, mode):
-    fake = types.ModuleType("_regress_broken_engine")
-
-    def run(*args, **kwargs):
-        raise RuntimeError("sampler exploded")
-
-    fake.availability = (lambda: None) if mode == "raises" else (lambda: "pystan is not installed")
-    fake.run = run
-    monkeypatch.setitem(sys.modules, fake.__name__, fake)
-    monkeypatch.setitem(ENGINES, "pystan", fake.__name__)
-    code, results = run_gate(small_baseline, junit=tmp_path / "j.xml", progress=None)
+    """The baseline's pystan replaced, in the client and in its workers, by a stand-in that raises or
+    is not installed (EIGHT_SCHOOLS_EXTRA_ENGINES can override a registered engine)."""
+    spec = f"pystan=fake_engines:{mode}"
+    monkeypatch.setenv("EIGHT_SCHOOLS_EXTRA_ENGINES", spec)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setitem(ENGINES, "pystan", ENGINES["pystan"])  # restored after the test
+    register_extra_engines(spec)
+    code, results, _ = run_gate(small_baseline, junit=tmp_path / "j.xml", options=RunOptions(results=tmp_path))
     assert code == 1
     errors = [r for r in results if r.kind == "error"]
     assert errors and all(r.status == "fail" for r in errors)
-    assert ("sampler exploded" if mode == "raises" else "not installed") in errors[0].message
+    assert ("engine exploded" if mode == "RAISE" else "not installed") in errors[0].message
     cases = _junit_cases(tmp_path / "j.xml")
     assert cases[("ppl-regress.pystan.noncentered", "error")].find("failure") is not None

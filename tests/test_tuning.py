@@ -1,9 +1,11 @@
-"""The configuration search behind issue 5's "within 1.2x of the best configuration" goal."""
+"""The configuration search behind the "within 1.2x of the best configuration" goal (nox -s tune)."""
 
 import pytest
 from conftest import require_engine
 
-from benchmarks import tuning
+from benchmarks.engines.base import Settings
+from benchmarks.jobs import tune as tuning
+from benchmarks.runpath.worker import _apply_overrides
 
 
 def _config(label, times):
@@ -41,12 +43,12 @@ def test_every_override_names_a_real_setting():
 def test_a_worker_runs_a_configuration_in_a_fresh_process(tmp_path):
     require_engine("pystan")
     res = tuning.run_tuning(tmp_path, engines=["pystan"], seeds=1, rounds=1, cold=False,
-                            settings={"chains": 2, "warmup": 100, "draws": 100}, progress=lambda *_: None)
+                            settings=Settings(chains=2, warmup=100, draws=100), progress=lambda *_: None)
     e = res["engines"]["pystan"]
     assert len(e["configs"][0]["runs"]) == 1 and e["shipped_ratio"] == 1.0
     assert (tmp_path / "TUNING.md").exists() and (tmp_path / "tuning.json").exists()
     with pytest.raises(AttributeError, match="has no NOPE"):
-        tuning._apply({"benchmarks.engines.pymc_engine:NOPE": 1})
+        _apply_overrides({"benchmarks.engines.pymc_engine:NOPE": 1})
 
 
 def test_cold_environment_moves_every_compile_cache(tmp_path):

@@ -1,4 +1,4 @@
-"""Is each engine run the fastest way its PPL offers? (``nox -s tune``: results/tuning/)
+"""Is each engine run the fastest way its PPL offers? (``nox -s tune``: results/runs/tuning/)
 
 For every engine, the configuration it ships with ("as shipped") and the alternatives its PPL offers
 for running the same sampler on this machine (how chains run in parallel, threads, the compiled
@@ -6,38 +6,45 @@ backend) are timed on the same problem: Rubin's data, default prior, non-centred
 warmup + 1000 draws). The measure is ``inference_s``, the wall time of warmup + draws, compile
 excluded: the figure the benchmark's ESS/s divides by.
 
-Each configuration runs in a fresh process (``XLA_FLAGS`` and the like only take effect before JAX
-is imported): one discarded run to warm the in-process caches, then ``seeds`` timed runs. The
-configurations are visited in ``rounds`` rounds, the order reversed each round, so slow drift of the
-machine does not favour one of them. The goal (issue 5): the shipped configuration's median within
-``GOAL_RATIO`` of the best median found. A configuration that fails is recorded with its error.
+Each configuration runs through the run path in a fresh worker process of its own (``XLA_FLAGS`` and
+the like only take effect before JAX is imported; module settings are applied as the worker starts):
+one discarded run to warm the in-process caches, then ``seeds`` timed runs. The configurations are
+visited in ``rounds`` rounds, the order reversed each round, so slow drift of the machine does not
+favour one of them. The goal: the shipped configuration's median within ``GOAL_RATIO`` of the best
+median found. A configuration that fails is recorded with its error.
 
-Cold start: each engine once more, as shipped, in a process whose every compile cache is empty (a
+Cold start: each engine once more, as shipped, in a worker whose every compile cache is empty (a
 fresh ``HOME``, so httpstan's and PyTensor's caches, numba's and JAX's persistent cache all start
 empty), with no discarded run: its ``compile_s`` is the cold number beside the warm medians.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
-import os
-import re
-import subprocess
-import sys
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .engines import ENGINES, availability
-from .environment import environment, note_revision_drift
-from .io import write_json, write_text
+from models.errors import UsageError
+from models.files import write_json, write_text
 
-ROOT = Path(__file__).resolve().parents[1]
+from ..engines import ENGINES
+from ..engines.base import Settings
+from ..runpath import ResultsStore, RunSpec, SerialExecutor, run_matrix
+from ..runpath.environment import environment, note_revision_drift
+from .common import RUNS
 
-#: issue 5: each engine's sampling time within 1.2x of the best configuration of its PPL found
+__all__ = ["HELP", "configure", "main", "CANDIDATES", "Config", "summarize", "cold_env", "run_tuning"]
+
+HELP = "time each engine's shipped configuration against its PPL's alternatives"
+
+#: each engine's sampling time within 1.2x of the best configuration of its PPL found
 GOAL_RATIO = 1.2
-#: seed of the discarded warm-up run in each process (the timed runs use seeds 1..n)
+#: seed of the discarded warm-up run in each worker (the timed runs use seeds 1..n)
 WARM_SEED = 1000
 #: the engines ask JAX for max(8, cores) CPU devices (_jax_common.cpu_devices_wanted); this
 #: alternative runs "parallel" on exactly one device per default chain instead
@@ -83,76 +90,12 @@ CANDIDATES: dict[str, list[Config]] = {
     "pymc-blackjax": [],
 }
 
-WORKER = """
-import importlib, json, sys
-from benchmarks.tuning import worker
-print("TUNING-RESULT " + json.dumps(worker(json.loads(sys.argv[1]))))
-"""
-
-
-def _apply(overrides: dict) -> None:
-    import importlib
-
-    for target, value in overrides.items():
-        module_name, _, attr = target.partition(":")
-        module = importlib.import_module(module_name)
-        if attr.endswith("]"):
-            name, _, key = attr[:-1].partition("[")
-            table = getattr(module, name)
-            if key not in table:
-                raise KeyError(f"{target}: {name} has no key {key!r}")
-            table[key] = value
-        else:
-            if not hasattr(module, attr):
-                raise AttributeError(f"{target}: {module_name} has no {attr}")
-            setattr(module, attr, value)
-
-
-def worker(job: dict) -> dict:
-    """In a fresh process: apply the overrides, one discarded run, then the timed runs."""
-    from models import PRESETS, RUBIN
-
-    from .engines import Settings, get_engine
-
-    _apply(job["overrides"])
-    engine = get_engine(job["engine"])
-    settings = Settings(**job["settings"])
-    runs, manifest = [], None
-    for seed in ([WARM_SEED] if job.get("warm", True) else []) + job["seeds"]:
-        result = engine.run(RUBIN, PRESETS["default"], "noncentered", Settings(**{**settings.to_dict(), "seed": seed}))
-        t = result.timings
-        manifest = result.manifest
-        if seed != WARM_SEED:
-            runs.append({"seed": seed, "inference_s": t.inference_s, "compile_s": t.compile_s,
-                         "sampling_s": t.sampling_s, "compile_cached": t.compile_cached})
-    return {"runs": runs, "parallel": manifest.get("parallel"), "threads": manifest.get("threads"),
-            "backend": manifest.get("backend")}
-
 
 def cold_env(root: Path) -> dict:
-    """Environment of a process whose compile caches are all empty (under ``root``)."""
+    """Environment of a worker whose compile caches are all empty (under ``root``)."""
     return {"HOME": str(root), "XDG_CACHE_HOME": str(root / ".cache"), "EIGHT_SCHOOLS_CACHE": str(root / "es"),
             "NUMBA_CACHE_DIR": str(root / "numba"), "PYTENSOR_FLAGS": f"compiledir={root / 'pytensor'}",
             "JAX_COMPILATION_CACHE_DIR": ""}
-
-
-def run_config(engine: str, config: Config, seeds: list[int], settings: dict, timeout_s: float = 900,
-               warm: bool = True) -> dict:
-    job = {"engine": engine, "overrides": config.overrides, "seeds": seeds, "settings": settings, "warm": warm}
-    env = {**os.environ, **config.env}
-    env = {k: v for k, v in env.items() if v != ""}  # an empty value unsets
-    try:
-        proc = subprocess.run([sys.executable, "-c", WORKER, json.dumps(job)], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout_s:g} s"}
-    for line in proc.stdout.splitlines():
-        if line.startswith("TUNING-RESULT "):
-            return json.loads(line.removeprefix("TUNING-RESULT "))
-    tail = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    # the exception's own line, not a note added after it
-    named = [ln for ln in tail if re.match(r"^[A-Za-z_.]*(Error|Exception|Interrupt)\b", ln)]
-    return {"error": (named[-1] if named else tail[-1] if tail else f"exit code {proc.returncode}")[:300]}
 
 
 def summarize(configs: list[dict]) -> dict:
@@ -176,46 +119,73 @@ def summarize(configs: list[dict]) -> dict:
             "meets_goal": shipped is not None and shipped <= GOAL_RATIO}
 
 
+def _specs(engine: str, section: str, seeds: list[int], settings: Settings, warm: bool) -> list[RunSpec]:
+    return [RunSpec(engine=engine, parameterization="noncentered", settings=dataclasses.replace(settings, seed=s),
+                    section=section) for s in ([WARM_SEED] if warm else []) + seeds]
+
+
+def run_config(store: ResultsStore, engine: str, config: Config, section: str, seeds: list[int],
+               settings: Settings, *, warm: bool = True, timeout_s: float = 900) -> dict:
+    """One configuration in a fresh worker of its own: (discarded warm run +) the timed runs."""
+    specs = _specs(engine, section, seeds, settings, warm)
+    out: dict = {"runs": [], "errors": []}
+
+    def collect(rec: dict, manifest: dict | None) -> None:
+        if rec.get("error"):
+            out["errors"].append(rec["error"][:300])
+        elif rec["seed"] != WARM_SEED or not warm:
+            out["runs"].append({"seed": rec["seed"], "inference_s": rec["inference_s"], "compile_s": rec["compile_s"],
+                                "sampling_s": rec["sampling_s"], "compile_cached": rec["compile_cached"]})
+        if manifest:
+            out.update(parallel=manifest.get("parallel"), threads=manifest.get("threads"),
+                       backend=manifest.get("backend"))
+
+    with SerialExecutor(timeout_s=timeout_s, env=config.env, overrides=config.overrides) as ex:
+        run_matrix(specs, store, ex, on_record=collect)
+    return out
+
+
 def run_tuning(outdir: Path, *, engines: list[str] | None = None, seeds: int = 3, rounds: int = 2,
-               settings: dict | None = None, cold: bool = True, progress=print) -> dict:
+               settings: Settings | None = None, cold: bool = True, progress=print) -> dict:
     engines = engines or list(ENGINES)
-    settings = settings or {"chains": 4, "warmup": 1000, "draws": 1000}
+    settings = settings or Settings()
     seed_list = list(range(1, seeds + 1))
     env = environment()
-    result: dict = {"goal_ratio": GOAL_RATIO, "settings": settings, "seeds": seed_list, "rounds": rounds,
+    s = {k: v for k, v in settings.to_dict().items() if k in ("chains", "warmup", "draws")}
+    result: dict = {"goal_ratio": GOAL_RATIO, "settings": s, "seeds": seed_list, "rounds": rounds,
                     "problem": "rubin, default prior, noncentered", "measure": "inference_s (warmup + draws wall "
                     "time, compile excluded): median over rounds x seeds", "engines": {}}
-    for engine in engines:
-        reason = availability(engine)
-        if reason is not None:
-            result["engines"][engine] = {"error": f"unavailable: {reason}"}
-            progress(f"tune {engine}: unavailable")
-            continue
-        configs = [Config("as shipped"), *CANDIDATES.get(engine, [])]
-        collected = [{**asdict(c), "runs": [], "errors": []} for c in configs]
-        for r in range(rounds):
-            order = range(len(configs)) if r % 2 == 0 else reversed(range(len(configs)))
-            for i in order:
-                out = run_config(engine, configs[i], seed_list, settings)
-                if "error" in out:
-                    collected[i]["errors"].append(out["error"])
-                else:
-                    collected[i]["runs"] += out["runs"]
-                    collected[i].update(parallel=out["parallel"], threads=out["threads"], backend=out["backend"])
-                progress(f"tune {engine} round {r + 1}: {configs[i].label}: "
-                         + (out["error"] if "error" in out else
-                            ", ".join(f"{x['inference_s']:.3f}" for x in out["runs"]) + " s"))
-        result["engines"][engine] = {"configs": collected, **summarize(collected)}
-        if cold:
-            import tempfile
-
-            with tempfile.TemporaryDirectory(prefix="eight-schools-cold-") as tmp:
-                out = run_config(engine, Config("cold caches", env=cold_env(Path(tmp))), [1], settings, warm=False)
-            result["engines"][engine]["cold"] = out
-            progress(f"tune {engine} cold start: " + (out["error"] if "error" in out else
-                                                      f"compile {out['runs'][0]['compile_s']:.2f} s"))
-    result["environment"] = note_revision_drift(env)
     outdir = Path(outdir)
+    with ResultsStore.open(outdir / "runs", resume=True, what="tune runs") as store:
+        store.clear()
+        for engine in engines:
+            configs = [Config("as shipped"), *CANDIDATES.get(engine, [])]
+            collected = [{**asdict(c), "runs": [], "errors": []} for c in configs]
+            for r in range(rounds):
+                order = range(len(configs)) if r % 2 == 0 else reversed(range(len(configs)))
+                for i in order:
+                    out = run_config(store, engine, configs[i], f"tune-{engine}-c{i}-r{r}", seed_list, settings)
+                    collected[i]["runs"] += out["runs"]
+                    collected[i]["errors"] += out["errors"]
+                    for k in ("parallel", "threads", "backend"):
+                        if k in out:
+                            collected[i][k] = out[k]
+                    progress(f"tune {engine} round {r + 1}: {configs[i].label}: "
+                             + ("; ".join(dict.fromkeys(out["errors"])) if out["errors"] else
+                                ", ".join(f"{x['inference_s']:.3f}" for x in out["runs"]) + " s"))
+            if all(e.startswith("unavailable") for c in collected for e in c["errors"]) and \
+                    not any(c["runs"] for c in collected):
+                result["engines"][engine] = {"error": collected[0]["errors"][0]}
+                continue
+            result["engines"][engine] = {"configs": collected, **summarize(collected)}
+            if cold:
+                with tempfile.TemporaryDirectory(prefix="eight-schools-cold-") as tmp:
+                    out = run_config(store, engine, Config("cold caches", env=cold_env(Path(tmp))),
+                                     f"tune-{engine}-cold", [1], settings, warm=False)
+                result["engines"][engine]["cold"] = {"error": out["errors"][0]} if out["errors"] else out
+                progress(f"tune {engine} cold start: " + (out["errors"][0] if out["errors"] else
+                                                          f"compile {out['runs'][0]['compile_s']:.2f} s"))
+    result["environment"] = note_revision_drift(env)
     write_json(outdir / "tuning.json", result)
     write_text(outdir / "TUNING.md", render_markdown(result))
     return result
@@ -230,11 +200,11 @@ def render_markdown(r: dict) -> str:
     lines = [
         "# Is each engine run the fastest way its PPL offers?",
         "",
-        "Written by `nox -s tune` (benchmarks/tuning.py); do not edit by hand.",
+        "Written by `nox -s tune` (benchmarks/jobs/tune.py); do not edit by hand.",
         "",
         f"Problem: {r['problem']}, {s['chains']} chains × ({s['warmup']} warmup + {s['draws']} draws). "
         f"Measure: {r['measure']}; seeds {r['seeds']}, {r['rounds']} rounds, each configuration in a fresh "
-        "process after one discarded run. Goal (issue 5): the configuration each engine ships with within "
+        "process after one discarded run. Goal the configuration each engine ships with within "
         f"{r['goal_ratio']:g}× of the best one found.",
         "",
         "| engine | configuration | what ran | inference s, median [IQR] | compile s | × best | runs |",
@@ -279,23 +249,21 @@ def render_markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.tuning", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("outdir", type=Path)
+def configure(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--out", type=Path, default=RUNS / "tuning", help="output folder")
     ap.add_argument("--engines", help="comma-separated (default: every engine)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-start run of each engine")
-    a = ap.parse_args(argv)
-    res = run_tuning(a.outdir, engines=a.engines.split(",") if a.engines else None, seeds=a.seeds, rounds=a.rounds,
-                     cold=not a.no_cold)
+
+
+def main(a: argparse.Namespace) -> int:
+    engines = a.engines.split(",") if a.engines else None
+    for e in engines or []:
+        if e not in ENGINES:
+            raise UsageError(f"--engines: engine = {e!r} is unknown; engines: {', '.join(ENGINES)}")
+    if a.seeds < 1 or a.rounds < 1:
+        raise UsageError(f"--seeds = {a.seeds}, --rounds = {a.rounds}: both must be >= 1")
+    res = run_tuning(a.out, engines=engines, seeds=a.seeds, rounds=a.rounds, cold=not a.no_cold)
     print(render_markdown(res))
-    shipped = [e for e in res["engines"].values() if "configs" in e]
-    return 0 if all(e["meets_goal"] for e in shipped if e["shipped_ratio"] is not None) else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return 0

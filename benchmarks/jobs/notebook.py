@@ -1,29 +1,48 @@
-"""Reproduce the notebook of shared/seed/ (``nox -s notebook``): results/notebook/README.md.
+"""Reproduce the seed notebook (``nox -s notebook``): results/runs/notebook/README.md.
 
 The notebook ran two Stan programs (tau ~ uniform(0, 50), and tau fixed at 8) with 4 chains,
 500 warmup + 500 draws, seed 101, and printed one summary table. For every printed row this puts
-side by side: the printed value, the exact posterior value (reference/), and our PyStan fit with
-its MCSE; then it asks which fixed tau the printed table is actually consistent with.
+side by side: the printed value, the exact posterior value (reference/), and our PyStan fit (through
+the run path) with its MCSE; then it asks which fixed tau the printed table is actually consistent with.
+
+The facts taken from the notebook (its printed table, its settings, its cells' execution counts)
+ship in the repository as data, with their provenance: ``benchmarks/configs/notebook_seed.json``.
+A clone needs nothing else; ``--extract-from NOTEBOOK.txt`` rewrites that file from a notebook text
+(a maintainer's explicit step, like ``publish``).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
+import hashlib
 import io
+import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 from arviz_stats.base import array_stats
 
 from models import PRESETS, RUBIN, Prior, make_prior
+from models.errors import UsageError
+from models.files import write_json, write_text
 from reference import posterior
 
-from .engines import Settings, get_engine
-from .environment import environment
-from .io import write_json, write_text
+from ..engines.base import Settings
+from ..runpath import RunSpec
+from ..runpath.environment import environment
+from .common import RUNS, RunOptions, add_run_options, run_specs
+from .config import CONFIGS
 
-SETTINGS = Settings(chains=4, warmup=500, draws=500, target_accept=0.8, seed=101)
+__all__ = ["HELP", "configure", "main", "SEED_FACTS", "load_facts", "extract_facts", "printed_table", "reproduce"]
+
+HELP = "reproduce the seed notebook's printed table against the exact posterior"
+
+#: the notebook's facts as data, with provenance (see the module docstring)
+SEED_FACTS = CONFIGS / "notebook_seed.json"
 TABLE_HEADER = "Unnamed: 0,mean,se_mean,sd,2.5%,25%,50%,75%,97.5%,n_eff,Rhat"
 #: Monte Carlo size for exact lp__ moments (lp__ is not a grid quantity): error sd/sqrt(N) ~ 0.002
 LP_DRAWS = 1_000_000
@@ -31,19 +50,11 @@ LP_DRAWS = 1_000_000
 TAU_SCAN = np.concatenate([np.linspace(0.05, 2.0, 40), np.linspace(2.25, 12.0, 40)])
 
 
-def seed_notebook(root: Path | None = None) -> Path:
-    """The notebook text in shared/seed/ beside the checkout (or inside it)."""
-    root = root or Path(__file__).resolve().parents[1]
-    for base in (root / "shared" / "seed", root.parent / "shared" / "seed"):
-        for p in sorted(base.glob("*.txt")) if base.is_dir() else []:
-            if TABLE_HEADER in p.read_text():
-                return p
-    raise FileNotFoundError(f"shared/seed: no notebook with a printed Stan summary beside {root}")
-
-
-def printed_table(path: Path) -> dict[str, dict[str, float]]:
+def printed_table(text: str) -> dict[str, dict[str, float]]:
     """The summary table the notebook printed, parsed from its text (not retyped)."""
-    lines = path.read_text().splitlines()
+    lines = text.splitlines()
+    if TABLE_HEADER not in lines:
+        raise UsageError(f"notebook: no printed Stan summary (a line {TABLE_HEADER!r})")
     start = lines.index(TABLE_HEADER)
     block = [TABLE_HEADER]
     for line in lines[start + 1:]:
@@ -54,11 +65,60 @@ def printed_table(path: Path) -> dict[str, dict[str, float]]:
     return {r["Unnamed: 0"]: {k: float(v) for k, v in r.items() if k != "Unnamed: 0"} for r in rows}
 
 
-def execution_counts(path: Path) -> list[int]:
+def execution_counts(text: str) -> list[int]:
     """The notebook's cell execution counts, in the order the cells appear."""
-    import re
+    return [int(n) for n in re.findall(r"^In \[(\d+)\]:", text, flags=re.M)]
 
-    return [int(n) for n in re.findall(r"^In \[(\d+)\]:", path.read_text(), flags=re.M)]
+
+_SAMPLING = re.compile(r"sm\.sampling\((.*?)\n\)", re.S)
+
+
+def sampling_settings(text: str) -> Settings:
+    """The settings of the notebook's ``sm.sampling(...)`` call (iter, chains, warmup, adapt_delta,
+    seed), read from its text; PyStan 2's iter counts warmup too."""
+    m = _SAMPLING.search(text)
+    if m is None:
+        raise UsageError("notebook: no sm.sampling(...) call to read the settings from")
+    call = m.group(1)
+
+    def arg(name: str) -> str:
+        found = re.search(rf"\b{name}\s*=\s*([0-9.]+)", call)
+        if found is None:
+            raise UsageError(f"notebook: sm.sampling(...) has no {name}=")
+        return found.group(1)
+
+    warmup = int(arg("warmup"))
+    return Settings(chains=int(arg("chains")), warmup=warmup, draws=int(arg("iter")) - warmup,
+                    target_accept=float(arg("adapt_delta")), seed=int(arg("seed")))
+
+
+def extract_facts(path: Path) -> dict:
+    """What the reproduction needs from a notebook text, with where it came from."""
+    raw = Path(path).read_bytes()
+    text = raw.decode("utf-8")
+    return {
+        "provenance": {
+            "source": f"shared/seed/{Path(path).name}",
+            "sha256": hashlib.sha256(raw).hexdigest(),
+            "extracted_by": "python -m benchmarks notebook --extract-from NOTEBOOK.txt",
+            "what": "the summary table printed under cell In [29] (parsed, not retyped), the settings of its "
+                    "sm.sampling(...) call, and the cells' execution counts in the order they appear",
+        },
+        "settings": sampling_settings(text).to_dict(),
+        "printed": printed_table(text),
+        "execution_counts": execution_counts(text),
+    }
+
+
+def load_facts(path: Path = SEED_FACTS) -> dict:
+    try:
+        facts = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UsageError(f"notebook facts = {str(path)!r}: unreadable ({e})") from None
+    for k in ("provenance", "settings", "printed", "execution_counts"):
+        if k not in facts:
+            raise UsageError(f"notebook facts = {str(path)!r}: field {k!r} missing")
+    return facts
 
 
 def notebook_lp(mu: np.ndarray, theta: np.ndarray, tau: float) -> np.ndarray:
@@ -117,33 +177,40 @@ def consistent_tau(printed: dict) -> dict:
             "dof": 2 * len(names), "scan": [[float(t), float(c)] for t, c in zip(TAU_SCAN, scores)]}
 
 
-def reproduce(outdir: Path, seed_path: Path | None = None) -> dict:
-    seed_path = seed_path or seed_notebook()
-    printed = printed_table(seed_path)
-    engine = get_engine("pystan")
-    out: dict = {"settings": SETTINGS.to_dict(), "seed_file": seed_path.name, "printed": printed,
-                 "execution_counts": execution_counts(seed_path),
-                 "programs": {}, "environment": environment()}
-    for name in ("notebook-tau8", "notebook"):
+def _quantity(post: xr.Dataset, q: str) -> np.ndarray:
+    return post["theta"].values[..., int(q[6:-1]) - 1] if q.startswith("theta") else post[q].values
+
+
+def reproduce(outdir: Path, facts: dict, options: RunOptions | None = None) -> dict:
+    settings = Settings(**facts["settings"])
+    printed = facts["printed"]
+    out: dict = {"settings": settings.to_dict(), "seed_file": facts["provenance"]["source"],
+                 "provenance": facts["provenance"], "printed": printed,
+                 "execution_counts": facts["execution_counts"], "programs": {}, "environment": environment()}
+    names = ("notebook-tau8", "notebook")
+    specs = {n: RunSpec(engine="pystan", parameterization="centered", prior=n, settings=settings,
+                        section="notebook", save_draws=True) for n in names}
+    run_dir = Path(outdir) / "runs"
+    records = {r["key"]: r for r in run_specs("notebook", list(specs.values()), run_dir, options or RunOptions(),
+                                              fresh=True)}
+    for name in names:
         prior = PRESETS[name]
-        result = engine.run(RUBIN, prior, "centered", SETTINGS)
-        post = result.draws["posterior"]
+        rec = records[specs[name].key]
+        if rec.get("error"):
+            raise RuntimeError(f"notebook: pystan failed on {name}: {rec['error']}")
+        post = xr.open_datatree(run_dir / "draws" / f"{rec['key']}.nc")["posterior"].to_dataset()
         ref = posterior(RUBIN, prior)
-        rows = {}
         quantities = ["mu"] + ([] if prior.tau_fixed else ["tau"]) + [f"theta[{j}]" for j in range(1, 9)]
-        for q in quantities:
-            x = post["theta"].values[..., int(q[6:-1]) - 1] if q.startswith("theta") else post[q].values
-            rows[q] = {"exact": _exact_row(ref, q), "fit": _fit_row(x)}
+        rows = {q: {"exact": _exact_row(ref, q), "fit": _fit_row(_quantity(post, q))} for q in quantities}
         if prior.tau_fixed:
             lp = notebook_lp(post["mu"].values, post["theta"].values, prior.tau["value"])
-            rows["lp__"] = {"exact": _exact_lp(prior, seed=SETTINGS.seed), "fit": _fit_row(lp)}
-        div = int(result.draws["sample_stats"]["diverging"].values.sum())
-        out["programs"][name] = {"prior": str(prior), "rows": rows, "divergences": div,
-                                 "manifest": result.manifest}
+            rows["lp__"] = {"exact": _exact_lp(prior, seed=settings.seed), "fit": _fit_row(lp)}
+        manifest = json.loads((run_dir / "manifests" / "pystan-centered.json").read_text())
+        out["programs"][name] = {"prior": str(prior), "rows": rows, "divergences": rec["divergences"],
+                                 "manifest": manifest}
     out["consistent_tau"] = consistent_tau(printed)
-    outdir.mkdir(parents=True, exist_ok=True)
-    write_json(outdir / "notebook.json", out)
-    write_text(outdir / "README.md", render(out))
+    write_json(Path(outdir) / "notebook.json", out)
+    write_text(Path(outdir) / "README.md", render(out))
     return out
 
 
@@ -157,8 +224,9 @@ def render(o: dict) -> str:
     lines = [
         "# The notebook, reproduced",
         "",
-        "Written by `nox -s notebook` (benchmarks/notebook.py) from the notebook in `shared/seed/` "
-        f"(`{o['seed_file']}`); nothing here is typed by hand.",
+        "Written by `nox -s notebook` (benchmarks/jobs/notebook.py) from the facts of the seed notebook "
+        f"(`{o['seed_file']}`, sha256 `{o['provenance']['sha256'][:16]}…`), shipped as data in "
+        "`benchmarks/configs/notebook_seed.json`; nothing here is typed by hand.",
         "",
         f"Settings as printed there: {o['settings']['chains']} chains, {o['settings']['warmup']} warmup + "
         f"{o['settings']['draws']} draws, adapt_delta {o['settings']['target_accept']}, seed {o['settings']['seed']}; "
@@ -224,17 +292,21 @@ def render(o: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=RUNS / "notebook", help="output folder")
+    p.add_argument("--facts", type=Path, default=SEED_FACTS, help="the notebook's facts as data")
+    p.add_argument("--extract-from", type=Path, metavar="NOTEBOOK.txt",
+                   help="rewrite --facts from a notebook text instead of reproducing (maintainers)")
+    add_run_options(p)
 
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.notebook", description=__doc__)
-    ap.add_argument("outdir", type=Path, nargs="?", default=Path("results/notebook"))
-    ap.add_argument("--seed-file", type=Path)
-    a = ap.parse_args(argv)
-    o = reproduce(a.outdir, a.seed_file)
+
+def main(a: argparse.Namespace) -> int:
+    if a.extract_from is not None:
+        if not a.extract_from.is_file():
+            raise UsageError(f"--extract-from = {str(a.extract_from)!r}: no such file")
+        write_json(a.facts, extract_facts(a.extract_from))
+        print(f"notebook facts written to {a.facts}")
+        return 0
+    o = reproduce(a.out, load_facts(a.facts), options=a)
     print(render(o))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -15,7 +15,7 @@ import numpy as np
 
 from models import PRESETS, RUBIN, SchoolsData
 
-from .io import write_json
+from models.files import write_json
 
 N_INNER = 100_000
 
@@ -77,8 +77,3 @@ def write_floor(run_dir: Path) -> dict:
     write_json(Path(run_dir) / "gradient_floor.json", out)
     return out
 
-
-if __name__ == "__main__":
-    import sys
-
-    print(write_floor(Path(sys.argv[1] if len(sys.argv) > 1 else ".")))

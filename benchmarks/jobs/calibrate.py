@@ -1,15 +1,21 @@
 """Measure the reference check's false-alarm rate and power (``nox -s calibrate``).
 
 Three measurements, each with an exact (Clopper-Pearson) binomial interval:
-  1. false alarms on exact iid draws from the reference, arranged as 4 chains x 1000;
+  1. false alarms on exact iid draws from the reference, arranged as 4 chains x 1000 (the reference
+     alone: no engine, so it runs here in the client);
   2. false alarms on non-centred runs of every engine (default prior, target_accept 0.95);
-  3. power on centred runs at default settings (the declared expected failure).
-Output: results/calibration/{calibration.json, CALIBRATION.md, zscores.csv, zscores.png}.
+  3. power on centred runs at default settings (the declared expected failure), and measured at 4x
+     the draws.
+The engine runs go through the run path (worker processes; ``--workers``/``--scheduler`` spread
+them on Dask); their records are in ``<out>/runs/``. Output: ``calibration.json``, ``CALIBRATION.md``,
+``zscores.csv``, ``zscores.png`` (default ``results/runs/calibration/``; ``publish calibration``).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
+import dataclasses
 import io
 import json
 from collections import Counter
@@ -19,12 +25,17 @@ import numpy as np
 from scipy import stats
 
 from models import PRESETS, RUBIN, Prior, SchoolsData
+from models.errors import UsageError
+from models.files import write_json, write_text
 from reference import posterior
-from reference.check import DEFAULT_ALPHA, check, iid_as_draws
+from reference.check import DEFAULT_ALPHA, FUNCTIONAL_PROBS, bonferroni_threshold, check, iid_as_draws
 
-from .engines import Settings, availability, get_engine
-from .environment import environment, note_revision_drift
-from .io import write_json, write_text
+from ..engines import ENGINES
+from ..engines.base import Settings
+from ..runpath.environment import environment, note_revision_drift
+from ..runpath.spec import RunSpec
+from ..runpath.store import read_checks
+from .common import RUNS, RunOptions, add_run_options, run_specs
 
 
 def rate(k: int, n: int) -> dict:
@@ -40,8 +51,7 @@ def iid_false_alarms(data: SchoolsData, prior: Prior, reps: int, seed: int, chai
     threshold = None
     for r in range(reps):
         sample = ref.draws(chains * draws, seed=seed + r)
-        v = check(iid_as_draws(sample, chains, data.school), ref, J=data.J, tau_fixed=prior.tau_fixed,
-                  alpha=alpha)
+        v = check(iid_as_draws(sample, chains, data.school), ref, alpha=alpha)
         flagged += not v.passed
         which.update(v.failed)
         zs.append([c.z for c in v.checks])
@@ -83,28 +93,32 @@ def z_calibration(z: np.ndarray, functionals: list[str], ks_p: np.ndarray, thres
     return out
 
 
-def engine_rates(engines: list[str], param: str, settings: Settings, seeds: list[int],
-                 data: SchoolsData, prior: Prior, alpha: float = DEFAULT_ALPHA) -> tuple[dict, list[dict]]:
-    ref = posterior(data, prior)
+def engine_specs(engines: list[str], param: str, settings: Settings, seeds: list[int], section: str) -> list[RunSpec]:
+    return [RunSpec(engine=e, parameterization=param, settings=dataclasses.replace(settings, seed=seed),
+                    section=section, keep_checks=True) for e in engines for seed in seeds]
+
+
+def engine_rates(specs: list[RunSpec], records: dict[str, dict], run_dir: Path) -> tuple[dict, list[dict]]:
+    """Per engine: how many of its runs the check flagged (and which functionals), from the run path's
+    records; a run that failed is listed under ``errors``, an unavailable engine says so."""
     out, rows = {}, []
-    for name in engines:
-        reason = availability(name)
-        if reason is not None:
-            out[name] = {"error": f"unavailable: {reason}"}
+    for name in dict.fromkeys(s.engine for s in specs):
+        recs = [records[s.key] for s in specs if s.engine == name]
+        if all(r.get("error_kind") == "unavailable" for r in recs):
+            out[name] = {"error": recs[0]["error"]}
             continue
-        engine = get_engine(name)
         flagged, which, errors, n = 0, Counter(), [], 0
-        for s in seeds:
-            try:
-                result = engine.run(data, prior, param, Settings(**{**settings.to_dict(), "seed": s}))
-            except Exception as e:  # noqa: BLE001 - recorded, the calibration goes on
-                errors.append(f"seed {s}: {type(e).__name__}: {e}".splitlines()[0])
+        for r in recs:
+            if r.get("error"):
+                errors.append(f"seed {r['seed']}: {r['error']}"[:300])
                 continue
-            v = check(result.draws, ref, J=data.J, tau_fixed=prior.tau_fixed, alpha=alpha)
             n += 1
-            flagged += not v.passed
-            which.update(v.failed)
-            rows += [{"source": f"{name} {param}", "rep": s, **c._asdict()} for c in v.checks]
+            flagged += not r["check_passed"]
+            which.update(f for f in (r.get("check_failed") or "").split(";") if f)
+            checks = read_checks(run_dir, r["key"])
+            if checks:
+                rows += [{"source": f"{name} {r['parameterization']}", "rep": r["seed"], **c}
+                         for c in checks["checks"]]
         out[name] = {**rate(flagged, n), "which": dict(which.most_common()), "errors": errors}
     return out, rows
 
@@ -169,34 +183,40 @@ DEFAULT_LONG_DRAWS = 4000
 
 
 def run_calibration(outdir: Path, *, reps: int = DEFAULT_REPS, seeds: int = 20, engines: list[str] | None = None,
-                    seed: int = 20261124, long_draws: int = DEFAULT_LONG_DRAWS) -> dict:
-    from .engines import ENGINES
-
+                    seed: int = 20261124, long_draws: int = DEFAULT_LONG_DRAWS,
+                    options: RunOptions | None = None) -> dict:
     data, prior = RUBIN, PRESETS["default"]
-    engines = engines or [e for e in ENGINES]
+    engines = engines or list(ENGINES)
     seed_list = list(range(1, seeds + 1))
+    outdir = Path(outdir)
     env = environment()
     iid, rows = iid_false_alarms(data, prior, reps, seed)
-    nc, nc_rows = engine_rates(engines, "noncentered", Settings(target_accept=0.95), seed_list, data, prior)
-    c, c_rows = engine_rates(engines, "centered", Settings(), seed_list, data, prior)
+    nc_settings, c_settings = Settings(target_accept=0.95), Settings()
+    long_settings = Settings(draws=long_draws) if long_draws else None
+    groups = {"noncentered": engine_specs(engines, "noncentered", nc_settings, seed_list, "noncentered-ta0.95"),
+              "centered": engine_specs(engines, "centered", c_settings, seed_list, "centered")}
+    if long_settings:
+        groups["long"] = engine_specs(engines, "centered", long_settings, seed_list, f"centered-draws{long_draws}")
+    specs = [s for g in groups.values() for s in g]
+    run_dir = outdir / "runs"
+    records = {r["key"]: r for r in run_specs("calibrate", specs, run_dir, options or RunOptions(), fresh=True)}
+    nc, nc_rows = engine_rates(groups["noncentered"], records, run_dir)
+    c, c_rows = engine_rates(groups["centered"], records, run_dir)
     long = None
-    if long_draws:
-        long_settings = Settings(draws=long_draws)
-        long, _ = engine_rates(engines, "centered", long_settings, seed_list, data, prior)
-        long = {"settings": long_settings.to_dict(), "seeds": seed_list, "engines": long}
+    if long_settings:
+        long_rates, _ = engine_rates(groups["long"], records, run_dir)
+        long = {"settings": long_settings.to_dict(), "seeds": seed_list, "engines": long_rates}
     result = {
         "alpha": DEFAULT_ALPHA,
         "data": data.name,
         "prior": prior.to_dict(),
         "iid": {"reps": reps, "chains": 4, "draws": 1000, "seed": seed, **iid},
-        "noncentered_false_alarms": {"settings": Settings(target_accept=0.95).to_dict(), "seeds": seed_list,
-                                     "engines": nc},
-        "centered_power": {"settings": Settings().to_dict(), "seeds": seed_list, "engines": c},
+        "noncentered_false_alarms": {"settings": nc_settings.to_dict(), "seeds": seed_list, "engines": nc},
+        "centered_power": {"settings": c_settings.to_dict(), "seeds": seed_list, "engines": c},
         "centered_power_long": long,
         "goals": {"iid_false_alarm": "<= 0.01", "noncentered_false_alarm": "<= 0.05", "centered_power": ">= 0.80"},
         "environment": note_revision_drift(env),
     }
-    outdir.mkdir(parents=True, exist_ok=True)
     all_rows = rows + nc_rows + c_rows
     result["centered_power_projection"] = project_power(c_rows, _threshold(data, prior))
     write_json(outdir / "calibration.json", result)
@@ -212,8 +232,6 @@ def run_calibration(outdir: Path, *, reps: int = DEFAULT_REPS, seeds: int = 20, 
 
 
 def _threshold(data: SchoolsData, prior: Prior, alpha: float = DEFAULT_ALPHA) -> float:
-    from reference.check import FUNCTIONAL_PROBS, bonferroni_threshold
-
     n_quantities = 1 + data.J + (0 if prior.tau_fixed else 2)
     return bonferroni_threshold(alpha, n_quantities * len(FUNCTIONAL_PROBS) + (0 if prior.tau_fixed else 1))
 
@@ -294,12 +312,11 @@ def render_markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
+HELP = "measure the reference check's false-alarm rate and power"
 
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.calibrate", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("outdir", type=Path)
+
+def configure(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--out", type=Path, default=RUNS / "calibration", help="output folder")
     ap.add_argument("--reps", type=int, default=DEFAULT_REPS)
     ap.add_argument("--long-draws", type=int, default=DEFAULT_LONG_DRAWS,
                     help="draws per chain of the measured long-run centred power (0 skips it)")
@@ -307,23 +324,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engines")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite CALIBRATION.md from calibration.json and zscores.csv without running")
-    a = ap.parse_args(argv)
+    add_run_options(ap)
+
+
+def main(a: argparse.Namespace) -> int:
+    for name in ("reps", "seeds", "long_draws"):
+        v = getattr(a, name)
+        if v < 0 or (name == "seeds" and v < 1):
+            raise UsageError(f"--{name.replace('_', '-')} = {v}: must be {'>= 1' if name == 'seeds' else '>= 0'}")
     if a.render_only:
-        res = json.loads((a.outdir / "calibration.json").read_text())
-        if "centered_power_projection" not in res:
-            with open(a.outdir / "zscores.csv") as fh:
-                rows = list(csv.DictReader(fh))
-            res["centered_power_projection"] = project_power(rows, _threshold(RUBIN, PRESETS["default"]))
-            write_json(a.outdir / "calibration.json", res)
-        write_text(a.outdir / "CALIBRATION.md", render_markdown(res))
+        try:
+            res = json.loads((a.out / "calibration.json").read_text())
+        except FileNotFoundError:
+            raise UsageError(f"--out = {str(a.out)!r}: no calibration.json to render") from None
+        write_text(a.out / "CALIBRATION.md", render_markdown(res))
         print(render_markdown(res))
         return 0
-    res = run_calibration(a.outdir, reps=a.reps, seeds=a.seeds, long_draws=a.long_draws,
-                          engines=a.engines.split(",") if a.engines else None)
+    engines = a.engines.split(",") if a.engines else None
+    for e in engines or []:
+        if e not in ENGINES:
+            raise UsageError(f"--engines: engine = {e!r} is unknown; engines: {', '.join(ENGINES)}")
+    res = run_calibration(a.out, reps=a.reps, seeds=a.seeds, long_draws=a.long_draws, engines=engines, options=a)
     print(render_markdown(res))
-    print(json.dumps(res["iid"], indent=1)[:400])
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""``python -m benchmarks COMMAND ...``: one pattern for every command.
+
+Each command is a module with ``HELP`` (one line), ``configure(parser)`` and ``main(args) -> int``;
+only the chosen command's module is imported, so ``--help`` and argument errors answer at once.
+Exit codes follow :mod:`models.errors`: 0 success, 1 a FAIL verdict or a regression only,
+2 unusable input (one line naming the field and the value), 3 internal error (traceback in a log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from models.errors import EXIT_USAGE, run_cli
+
+__all__ = ["COMMANDS", "main", "build_parser"]
+
+#: command -> module (each with HELP, configure, main); in the order ``--help`` lists them
+COMMANDS: dict[str, str] = {
+    "run": "benchmarks.jobs.run",
+    "engines": "benchmarks.jobs.engines",
+    "compare": "benchmarks.jobs.compare",
+    "matrix": "benchmarks.jobs.matrix",
+    "sweep": "benchmarks.jobs.sweep",
+    "report": "benchmarks.jobs.report",
+    "baseline": "benchmarks.jobs.regress.baseline",
+    "regress": "benchmarks.jobs.regress.command",
+    "candidate": "benchmarks.jobs.candidate",
+    "calibrate": "benchmarks.jobs.calibrate",
+    "tune": "benchmarks.jobs.tune",
+    "notebook": "benchmarks.jobs.notebook",
+    "versions-report": "benchmarks.jobs.versions",
+    "publish": "benchmarks.jobs.publish",
+}
+
+#: one-line help per command, here so that ``--help`` imports nothing
+SUMMARY: dict[str, str] = {
+    "run": "fit one engine once, print an ArviZ summary and the check (--out: NetCDF draws)",
+    "engines": "list every engine with its version and whether it can run here (and why not)",
+    "compare": "the main job: every engine x both parameterisations, 3 seeds, report",
+    "matrix": "run a benchmark matrix from a TOML file (nox -s bench uses configs/bench.toml)",
+    "sweep": "centred vs non-centred across data informativeness (sigma_scale) and J",
+    "report": "write REPORT.md for a results folder",
+    "baseline": "run a named regress configuration and write a baseline file",
+    "regress": "rerun a baseline's seeds; exit 1 on a regression (JUnit XML + markdown)",
+    "candidate": "gate a candidate PPL build (a requirement) against a baseline, in a fresh venv",
+    "calibrate": "measure the reference check's false-alarm rate and power",
+    "tune": "time each engine's shipped configuration against its PPL's alternatives",
+    "notebook": "reproduce the seed notebook's printed table against the exact posterior",
+    "versions-report": "side-by-side table of results/runs/versions/<ppl>-<version>/ runs",
+    "publish": "copy finished runs from results/runs/ into the committed snapshot and the README",
+}
+
+
+def build_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
+    module = importlib.import_module(COMMANDS[name])
+    p = argparse.ArgumentParser(prog=f"python -m benchmarks {name}", description=SUMMARY[name])
+    module.configure(p)
+    return p, module
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: python -m benchmarks COMMAND [options]   (python -m benchmarks COMMAND -h for its options)",
+             "", "commands:"]
+    lines += [f"  {n:<{width}}  {SUMMARY[n]}" for n in COMMANDS]
+    lines += ["", "exit codes: 0 success, 1 FAIL verdict or regression, 2 unusable input, 3 internal error"]
+    return "\n".join(lines)
+
+
+def _main(argv: list[str] | None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else EXIT_USAGE
+    name = argv[0]
+    if name not in COMMANDS:
+        print(_usage(), file=sys.stderr)
+        print(f"\npython -m benchmarks: error: command = {name!r} is unknown", file=sys.stderr)
+        return EXIT_USAGE
+    from .runpath.plugins import register_from_env
+
+    register_from_env()
+    parser, module = build_parser(name)
+    args = parser.parse_args(argv[1:])
+    args.command = name
+    return module.main(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_main, argv, prog="python -m benchmarks")

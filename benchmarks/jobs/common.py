@@ -1,0 +1,112 @@
+"""What every matrix-shaped job shares: where results go, which executor runs them, the first line.
+
+User runs write under ``results/runs/`` (untracked); the committed snapshot under ``results/<job>/``
+is refreshed only by the explicit ``publish`` job. A job prints its plan at once (what it will run,
+how many runs, the last measured duration where one is known), before any PPL is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.errors import UsageError
+from models.provenance import REPO
+
+from ..runpath import Progress, ResultsStore, SerialExecutor, run_matrix
+from ..runpath.executors import Executor
+from ..runpath.progress import fmt_duration
+from ..runpath.spec import RunSpec
+
+__all__ = ["RUNS", "SNAPSHOT", "RunOptions", "add_run_options", "make_executor", "last_measured", "plan_line",
+           "run_specs"]
+
+#: where user runs go (git ignores it) and where the published snapshot lives
+RUNS = REPO / "results" / "runs"
+SNAPSHOT = REPO / "results"
+#: default per-run limit (seconds): a run is killed, with its worker's process group, past it
+DEFAULT_TIMEOUT_S = 600.0
+
+
+@dataclass
+class RunOptions:
+    """How a job runs its specs (what ``add_run_options`` parses; jobs called from code build one)."""
+
+    results: Path = RUNS
+    resume: bool = False
+    timeout: float | None = DEFAULT_TIMEOUT_S
+    workers: int | None = None
+    scheduler: str | None = None
+
+
+def add_run_options(p: argparse.ArgumentParser, *, results: Path = RUNS) -> None:
+    p.add_argument("--results", type=Path, default=results, help=f"results root (default: {results})")
+    p.add_argument("--resume", action="store_true", help="keep finished records and run the rest")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                   help="per-run limit in seconds (the run's worker process group is killed past it)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, help="run on a Dask LocalCluster of N single-threaded workers")
+    g.add_argument("--scheduler", help="run on an existing Dask cluster (tcp://HOST:PORT)")
+
+
+def make_executor(a: RunOptions | argparse.Namespace, *, on_event: Callable[[dict], None] | None = None,
+                  env: dict | None = None, overrides: dict | None = None) -> Executor:
+    timeout = a.timeout if a.timeout and a.timeout > 0 else None
+    if a.timeout is not None and a.timeout <= 0:
+        raise UsageError(f"--timeout = {a.timeout!r}: must be > 0 seconds")
+    if getattr(a, "workers", None) is not None or getattr(a, "scheduler", None):
+        from ..runpath.dask_executor import DaskExecutor  # Dask is imported only when asked for
+
+        return DaskExecutor(workers=a.workers, scheduler=a.scheduler, timeout_s=timeout, env=env,
+                            overrides=overrides)
+    return SerialExecutor(timeout_s=timeout, env=env, overrides=overrides, on_event=on_event)
+
+
+def last_measured(*folders: Path) -> str | None:
+    """'last measured: 71 s (AMD EPYC, 2 cores)' from the first folder with a timing.json."""
+    for folder in folders:
+        try:
+            t = json.loads((Path(folder) / "timing.json").read_text())["totals"]
+            env = json.loads((Path(folder) / "environment.json").read_text())
+        except (OSError, ValueError, KeyError):
+            continue
+        return (f"last measured {fmt_duration(t['wall_s'])} for {t['runs']} runs on {env.get('cpu')} "
+                f"({env.get('cores')} cores), {folder}")
+    return None
+
+
+def plan_line(name: str, specs: list[RunSpec], run_dir: Path, executor: Executor, *extra: str) -> str:
+    engines = sorted({s.engine for s in specs})
+    last = last_measured(run_dir, SNAPSHOT / run_dir.name)
+    parts = [f"{name}: {len(specs)} runs ({len(engines)} engines: {', '.join(engines)}) into {run_dir}",
+             executor.describe(), *extra, last or "no earlier timing known"]
+    return "; ".join(parts)
+
+
+def run_specs(name: str, specs: list[RunSpec], run_dir: Path, a: RunOptions | argparse.Namespace, *,
+              env: dict | None = None, overrides: dict | None = None, fresh: bool = False,
+              finish: Callable[[ResultsStore, list[dict]], None] | None = None) -> list[dict]:
+    """Open the store (lock, path checks), print the plan, run, ``finish`` (still holding the lock),
+    close. ``fresh`` clears a folder the suite made earlier for this job (a staging folder a killed
+    run left) once the lock is held, unless --resume."""
+    progress = Progress(name)
+    with ResultsStore.open(run_dir, resume=a.resume or fresh, what=f"{name} results") as store:
+        if fresh and not a.resume:
+            store.clear()
+        executor = make_executor(a, env=env, overrides=overrides,
+                                 on_event=lambda e: progress.say(f"  {e.get('message')}"))
+        progress.say(plan_line(name, specs, run_dir, executor))
+        try:
+            records = run_matrix(specs, store, executor, progress=progress, timeout_s=executor_timeout(a))
+        finally:
+            executor.close()
+        if finish is not None:
+            finish(store, records)
+        return records
+
+
+def executor_timeout(a: RunOptions | argparse.Namespace) -> float | None:
+    return a.timeout if a.timeout and a.timeout > 0 else None

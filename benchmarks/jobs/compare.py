@@ -1,0 +1,76 @@
+"""The main job: every engine x both parameterisations, default prior, Rubin's data, 3 seeds, each
+fit checked against the exact reference, with a report. Writes ``results/runs/compare/`` (staged in
+``compare.partial`` and swapped in whole when finished) and points ``results/runs/latest`` at it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from models.errors import UsageError
+
+from ..reporting.report import render
+from ..reporting.tables import format_table
+from ..runpath import check_run_id, point_latest, remove_created
+from ..runpath.progress import fmt_duration
+from .common import add_run_options, run_specs
+from .config import CONFIGS, load_config, specs_of
+
+__all__ = ["HELP", "configure", "main", "CONFIG"]
+
+CONFIG = CONFIGS / "compare.toml"
+
+COMPARE_COLUMNS = [
+    ("engine", "engine", "{}"),
+    ("parameterization", "param", "{}"),
+    ("seed", "seed", "{}"),
+    ("compile_s", "compile s", "{:.2f}"),
+    ("inference_s", "sampling s", "{:.2f}"),
+    ("min_ess_bulk", "min bulk ESS", "{:.0f}"),
+    ("ess_bulk_per_s_wall", "bulk ESS/s", "{:.0f}"),
+    ("max_rhat", "max R-hat", "{:.3f}"),
+    ("divergences", "divergences", "{:d}"),
+    ("check_passed", "reference", "{}"),
+    ("check_max_abs_z", "max |z|", "{:.1f}"),
+]
+
+
+HELP = "the main job: every engine x both parameterisations, 3 seeds, reference check, report"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engines", help="comma-separated subset of engines")
+    p.add_argument("--seeds", type=int, help="number of seeds (default: the config's)")
+    p.add_argument("--run-id", default="compare", help="folder name under --results (default: compare)")
+    add_run_options(p)
+
+
+def main(a: argparse.Namespace) -> int:
+    if a.seeds is not None and a.seeds < 1:
+        raise UsageError(f"--seeds = {a.seeds}: must be >= 1")
+    sections = load_config(CONFIG, engines=a.engines.split(",") if a.engines else None, seeds=a.seeds)
+    specs = specs_of(sections)
+    results = Path(a.results)
+    final = results / check_run_id(a.run_id)
+    staging = results / f"{a.run_id}.partial"
+    t0 = time.perf_counter()
+
+    def finish(store, records) -> None:  # still holding the staging folder's lock
+        render(staging)
+        remove_created(final)
+        os.replace(staging, final)  # the finished folder is swapped in whole, never half-written
+
+    records = run_specs("compare", specs, staging, a, fresh=True, finish=finish)
+    point_latest(results, final)
+    wall = time.perf_counter() - t0
+    print()
+    print(format_table(records, COMPARE_COLUMNS))
+    ok = [r for r in records if not r.get("error")]
+    print(f"\ncompare: {len(records)} runs ({len(ok)} finished) in {fmt_duration(wall)} wall; "
+          f"report in {final / 'REPORT.md'}")
+    if not ok:
+        raise UsageError("compare: no run finished (every engine unavailable or failing here; see "
+                         f"{final / 'runs.csv'})")
+    return 0

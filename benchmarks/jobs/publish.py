@@ -1,0 +1,103 @@
+"""``python -m benchmarks publish JOB...``: refresh the committed snapshot from finished runs.
+
+A user's run never modifies tracked files: every job writes under ``results/runs/`` (git ignores it).
+Publishing is the explicit step that copies a finished run into ``results/<job>/`` (what the
+repository page shows) and regenerates the README's generated blocks from it. Only the snapshot
+folders named in :data:`SNAPSHOTS` are ever replaced, each whole (copied beside, then swapped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import shutil
+from pathlib import Path
+
+from models.errors import UsageError
+from models.provenance import REPO
+
+from ..reporting.readme import update_readme
+from ..runpath.store import MARKER
+from .common import RUNS, SNAPSHOT
+
+__all__ = ["HELP", "configure", "main", "SNAPSHOTS", "publish"]
+
+HELP = "copy finished runs from results/runs/ into the committed snapshot and the README"
+
+#: job -> (folder under results/runs/, the file that proves it finished)
+SNAPSHOTS: dict[str, tuple[str, str]] = {
+    "compare": ("compare", "REPORT.md"),
+    "bench": ("bench", "REPORT.md"),
+    "sweep": ("sweep", "SWEEP.md"),
+    "calibration": ("calibration", "CALIBRATION.md"),
+    "tuning": ("tuning", "TUNING.md"),
+    "notebook": ("notebook", "README.md"),
+    "reference": ("reference", "default.json"),
+    "baselines": ("baselines", "ci.json"),
+    "versions": ("versions", "VERSIONS.md"),
+    "power": ("power", "POWER.md"),
+    "durations": ("durations", "durations.json"),
+}
+#: never copied into the snapshot: the lock, staging folders, per-run record files (runs.json holds
+#: every record), per-run check files and worker logs
+SKIP = {".lock", "records", "checks", "latest"}
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("jobs", nargs="+", help=f"one or more of {', '.join(SNAPSHOTS)}")
+    p.add_argument("--runs", type=Path, default=RUNS, help=f"where the runs are (default {RUNS})")
+    p.add_argument("--to", type=Path, default=SNAPSHOT, help=f"the snapshot root (default {SNAPSHOT})")
+    p.add_argument("--readme", type=Path, default=REPO / "README.md")
+
+
+def _ignore(folder: str, names: list[str]) -> set[str]:
+    return {n for n in names if n in SKIP or n.endswith(".partial")}
+
+
+def _not_in_use(src: Path) -> None:
+    lock = src / ".lock"
+    if not lock.exists():
+        return
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise UsageError(f"{str(src)!r}: a run is still writing it; publish when it has finished") from None
+    finally:
+        os.close(fd)
+
+
+def publish(job: str, runs: Path = RUNS, to: Path = SNAPSHOT) -> Path:
+    if job not in SNAPSHOTS:
+        raise UsageError(f"job = {job!r}: not a published snapshot; one of {', '.join(SNAPSHOTS)}")
+    folder, proof = SNAPSHOTS[job]
+    src, dst = Path(runs) / folder, Path(to) / folder
+    if not (src / proof).is_file():
+        raise UsageError(f"{str(src)!r}: no finished {job} run there ({proof} missing); run `nox -s {job}` first")
+    _not_in_use(src)
+    tmp, old = dst.with_name(f".{folder}.publishing"), dst.with_name(f".{folder}.old")
+    for p in (tmp, old):
+        if p.exists():
+            shutil.rmtree(p)
+    shutil.copytree(src, tmp, ignore=_ignore, symlinks=False)
+    (tmp / MARKER).unlink(missing_ok=True)
+    if dst.is_symlink() or (dst.exists() and not dst.is_dir()):
+        raise UsageError(f"{str(dst)!r}: not a snapshot folder; refusing to replace it")
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(tmp, dst)
+    if old.exists():
+        shutil.rmtree(old)
+    return dst
+
+
+def main(a: argparse.Namespace) -> int:
+    for job in a.jobs:  # every name checked before anything is copied
+        if job not in SNAPSHOTS:
+            raise UsageError(f"job = {job!r}: not a published snapshot; one of {', '.join(SNAPSHOTS)}")
+    for job in a.jobs:
+        print(f"published {publish(job, a.runs, a.to)}")
+    done = update_readme(a.readme, a.to)
+    print(f"README blocks regenerated: {', '.join(done) or 'none'}")
+    return 0

@@ -1,0 +1,120 @@
+"""The one run path: one resolved spec in, one record (with diagnostics and the reference verdict),
+the draws and the engine's manifest out.
+
+This function runs inside a worker process (:mod:`benchmarks.runpath.worker`), whether the matrix
+runs on this machine or on a Dask cluster; every job (compare, bench, sweep, regress, calibrate,
+tune, notebook, candidate) runs engines through it and nothing else. It never raises for an
+engine's failure: the record carries the error and its kind.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import xarray as xr
+
+from models.provenance import cpu_model
+from reference import posterior
+from reference.check import check
+
+from ..engines import availability, get_engine, known_break
+from ..engines.base import REUSED
+from .diagnose import diagnose
+from .record import derive_rates
+from .spec import problem_from_wire, settings_from_wire
+
+__all__ = ["execute", "machine_label"]
+
+#: per process: engine -> availability answer (each PPL is imported once, on its first run)
+_AVAILABLE: dict[str, str | None] = {}
+_SEEN: set[str] = set()
+
+
+def machine_label() -> str:
+    return f"{cpu_model()}, {os.cpu_count()} cores @ {socket.gethostname()}"
+
+
+def _base(wire: dict) -> dict:
+    s = wire["settings"]
+    d = wire["data"]
+    return {
+        "key": wire["key"], "digest": wire["digest"], "section": wire["section"], "engine": wire["engine"],
+        "parameterization": wire["parameterization"], "prior": wire["prior_spec"],
+        "prior_text": wire["prior"]["text"], "data": d["name"], "data_spec": d["spec"],
+        "sigma_scale": d["sigma_scale"], "J": len(d["y"]), **s,
+        "machine": machine_label(), "worker": f"{socket.gethostname()}:{os.getpid()}",
+        "cpus": len(os.sched_getaffinity(0)), "error": None,
+    }
+
+
+def execute(wire: dict) -> dict:
+    """Run one spec. Returns ``{"record": dict, "manifest": dict | None, "draws_nc": str | None}``
+    (the draws as base64 NetCDF when the spec asks to keep them)."""
+    rec = _base(wire)
+    engine_name = wire["engine"]
+    rec["first_in_process"] = engine_name not in _SEEN
+    _SEEN.add(engine_name)
+    problem = problem_from_wire(wire)
+    settings = settings_from_wire(wire)
+    t0 = time.perf_counter()
+    if engine_name not in _AVAILABLE:  # the first call imports the PPL: engine time, not harness
+        _AVAILABLE[engine_name] = availability(engine_name)
+    reason = _AVAILABLE[engine_name]
+    if reason is not None:
+        rec.update(error=f"unavailable: {reason}", error_kind="unavailable",
+                   engine_call_s=time.perf_counter() - t0)
+        return {"record": rec, "manifest": None, "draws_nc": None}
+    engine = get_engine(engine_name)
+    try:
+        result = engine.run(problem, settings)
+    except Exception as e:  # noqa: BLE001 - a failing engine is a record and the matrix goes on
+        text = f"{type(e).__name__}: {e}"
+        kb = known_break(engine_name, text) or next(
+            (k for k in getattr(engine, "known_breaks", ()) if k.matches(text)), None)
+        rec.update(error=text.splitlines()[0][:2000], error_kind="known-break" if kb else "error",
+                   error_link=kb.upstream if kb else None, engine_call_s=time.perf_counter() - t0,
+                   traceback=traceback.format_exc()[-4000:])
+        return {"record": rec, "manifest": None, "draws_nc": None}
+    rec["engine_call_s"] = time.perf_counter() - t0
+    t = result.timings
+    m = result.manifest
+    rec.update(ppl=m.get("ppl"), ppl_version=m.get("ppl_version"), compile_s=t.compile_s,
+               compile_cached=t.compile_cached,
+               compile_reused=bool(m.get("compile_reused", m.get("program") == REUSED)),
+               warmup_s=t.warmup_s, sampling_s=t.sampling_s, inference_s=t.inference_s, total_s=t.total_s)
+    t1 = time.perf_counter()
+    rec.update(diagnose(result.draws, settings.max_treedepth)._asdict())
+    rec["diagnostics_s"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    verdict = check(result.draws, posterior(problem.data, problem.prior))
+    rec.update(check_passed=bool(verdict.passed), check_max_abs_z=float(verdict.max_abs_z),
+               check_failed=";".join(verdict.failed[:8]))
+    rec["check_s"] = time.perf_counter() - t2
+    derive_rates(rec)
+    draws_nc = _netcdf_b64(result.draws) if wire.get("save_draws") else None
+    checks = verdict.to_json() if wire.get("keep_checks") else None
+    return {"record": rec, "manifest": m, "draws_nc": draws_nc, "checks": checks}
+
+
+def _netcdf_b64(tree) -> str:
+    """The draws as NetCDF bytes (base64 text, so the reply stays JSON): they travel to the client,
+    the results folder's one writer, from a worker on this machine or another."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "draws.nc"
+        tree.to_netcdf(path)
+        return base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def draws_from_b64(text: str) -> xr.DataTree:
+    """The DataTree back from :func:`_netcdf_b64`'s text, loaded into memory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "draws.nc"
+        path.write_bytes(base64.b64decode(text))
+        with xr.open_datatree(path) as tree:
+            return tree.load()

@@ -1,0 +1,333 @@
+"""Engine runs isolated in worker processes, each the leader of its own process group.
+
+The client (a matrix, a job, a Dask task) talks to a worker over two pipes, one JSON message per
+line; the worker runs :func:`benchmarks.runpath.execute.execute` for each spec it receives and lives
+across runs, so its imports and each compiled program stay warm. No signal is ever raised inside
+library code:
+
+* **timeout** - the client waits for the reply with a deadline; past it, it kills the worker's whole
+  process group (the worker and every process it started, e.g. httpstan's pool) with SIGKILL and the
+  run is recorded as ``timeout``;
+* **crash** - a worker that dies (a signal, out of memory, ``os._exit``) is recorded as ``crashed``
+  with its exit status and the tail of its log; the next run gets a fresh worker;
+* **parent death** - a watchdog thread in the worker notices when its parent is gone (``getppid``
+  changes, or the request pipe reaches end of file) and kills its own process group, so no orphans
+  survive a ``kill -9`` of the matrix.
+
+Worker output (PPLs print, compilers write) goes to a log file, never to the client's terminal;
+messages logged at INFO by ``benchmarks.engines`` loggers (e.g. "compiling Stan program ...") are
+forwarded to the client as events, so compiles announce themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["Worker", "WorkerLost", "worker_main"]
+
+#: how often the worker's watchdog looks for its parent (seconds)
+WATCHDOG_PERIOD_S = 0.2
+#: how long a worker may take to start and answer its first ping (imports only numpy-level code)
+START_TIMEOUT_S = 120.0
+#: bytes of the worker's log quoted in a crash record
+LOG_TAIL = 2000
+
+
+class WorkerLost(RuntimeError):
+    """The worker did not answer: ``kind`` is "timeout" or "crashed"."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+# --- the worker process ---------------------------------------------------------------------------
+
+
+def _watchdog(parent: int) -> None:
+    """Kill this process group when the parent is gone (polling; the main thread may be deep in C)."""
+    while True:
+        time.sleep(WATCHDOG_PERIOD_S)
+        if os.getppid() != parent:
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+class _Forward(logging.Handler):
+    def __init__(self, send: Callable[[dict], None]) -> None:
+        super().__init__(logging.INFO)
+        self._send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._send({"event": "log", "logger": record.name, "message": record.getMessage()})
+        except Exception:  # noqa: BLE001 - a lost progress message must never fail a run
+            pass
+
+
+def _apply_overrides(overrides: dict) -> None:
+    """``{"module:ATTR": value}`` or ``{"module:ATTR[key]": value}``: a tuning job's configuration,
+    applied before any run (module-level settings such as a chain method)."""
+    import importlib
+
+    for target, value in overrides.items():
+        module_name, _, attr = target.partition(":")
+        module = importlib.import_module(module_name)
+        if attr.endswith("]"):
+            name, _, key = attr[:-1].partition("[")
+            table = getattr(module, name)
+            if key not in table:
+                raise KeyError(f"{target}: {name} has no key {key!r}")
+            table[key] = value
+        else:
+            if not hasattr(module, attr):
+                raise AttributeError(f"{target}: {module_name} has no {attr}")
+            setattr(module, attr, value)
+
+
+def worker_main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.runpath.worker")
+    ap.add_argument("--requests", type=int, required=True, help="fd the client writes requests to")
+    ap.add_argument("--replies", type=int, required=True, help="fd the worker writes replies to")
+    ap.add_argument("--parent", type=int, required=True)
+    ap.add_argument("--overrides", default="{}")
+    a = ap.parse_args(argv)
+    threading.Thread(target=_watchdog, args=(a.parent,), daemon=True).start()
+    cpus = os.environ.get("EIGHT_SCHOOLS_CPUS")
+    if cpus:  # this worker's share of the machine (a Dask LocalCluster's split), before any thread starts
+        os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
+    if os.getppid() != a.parent:  # the parent died before the watchdog started
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    requests = os.fdopen(a.requests, "r", encoding="utf-8")
+    replies = os.fdopen(a.replies, "w", encoding="utf-8")
+    lock = threading.Lock()
+
+    def send(msg: dict) -> None:
+        line = json.dumps(msg, default=str)
+        with lock:
+            replies.write(line + "\n")
+            replies.flush()
+
+    engines_log = logging.getLogger("benchmarks.engines")
+    engines_log.setLevel(logging.INFO)
+    engines_log.addHandler(_Forward(send))
+    try:
+        from .plugins import register_from_env
+
+        register_from_env()
+        _apply_overrides(json.loads(a.overrides))
+    except Exception as e:  # noqa: BLE001 - reported to the client as this worker's failure
+        send({"ok": False, "error": f"overrides: {type(e).__name__}: {e}"})
+        return 1
+    from .execute import execute  # the run path's imports (arviz-stats, the reference): once per worker
+
+    send({"ok": True, "ready": os.getpid()})
+    for line in requests:  # end of file: the client is gone or done
+        msg = json.loads(line)
+        if msg.get("op") == "exit":
+            break
+        try:
+            result = execute(msg["spec"])
+        except BaseException:  # noqa: BLE001 - the run path's own failure, reported, never a hang
+            send({"ok": False, "error": traceback.format_exc()[-4000:]})
+            continue
+        send({"ok": True, "result": result})
+    if _has_children():  # e.g. httpstan's pool: never left behind
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    return 0
+
+
+def _has_children() -> bool:
+    """Whether this worker started processes that would outlive it (e.g. httpstan's pool)."""
+    try:
+        me = str(os.getpid())
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                stat = (d / "stat").read_text()
+                if stat.rsplit(")", 1)[1].split()[1] == me:
+                    return True
+    except OSError:
+        return True
+    return False
+
+
+# --- the client's handle on a worker --------------------------------------------------------------
+
+
+class Worker:
+    """One worker process, started on first use, replaced after a timeout or crash."""
+
+    def __init__(self, *, env: dict[str, str] | None = None, overrides: dict | None = None,
+                 on_event: Callable[[dict], None] | None = None, log_dir: Path | None = None) -> None:
+        self.env = env
+        self.overrides = overrides or {}
+        self.on_event = on_event
+        self.log_dir = Path(log_dir) if log_dir else Path(tempfile.gettempdir())
+        self.proc: subprocess.Popen | None = None
+        self.log_path: Path | None = None
+        self.started = 0  # how many processes this handle has started
+        self._buf = b""
+        self._ready = False
+
+    # lifecycle
+    def start(self) -> None:
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        fd, log = tempfile.mkstemp(prefix="eight-schools-worker-", suffix=".log", dir=self.log_dir)
+        self.log_path = Path(log)
+        # an empty value unsets a variable (a tuning job's cold environment, JAX's cache off)
+        env = {k: v for k, v in {**os.environ, **(self.env or {})}.items() if v != ""}
+        cmd = [sys.executable, "-m", "benchmarks.runpath.worker", "--requests", str(req_r),
+               "--replies", str(rep_w), "--parent", str(os.getpid()), "--overrides", json.dumps(self.overrides)]
+        try:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, env=env,
+                                         pass_fds=(req_r, rep_w), start_new_session=True)
+        finally:
+            os.close(fd)
+            os.close(req_r)
+            os.close(rep_w)
+        self._requests = os.fdopen(req_w, "w", encoding="utf-8")
+        self._replies = rep_r
+        self._buf = b""
+        self.started += 1
+        self._ready = False
+
+    def spawn(self) -> None:
+        """Start the worker process without waiting for it: its imports overlap the caller's set-up."""
+        if not self.alive:
+            if self.proc is not None:
+                self.kill()
+            self.start()
+
+    def _await_ready(self) -> None:
+        if self._ready:
+            return
+        ready = self._reply(START_TIMEOUT_S)
+        if not ready.get("ok"):
+            error = ready.get("error", "")
+            self.kill()
+            raise WorkerLost("crashed", f"worker failed to start: {error}")
+        self._ready = True
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL to the worker's whole process group, then reap it."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self._close_pipes()
+        self.proc = None
+
+    def close(self) -> None:
+        """Ask the worker to exit; kill its group if it does not within a few seconds."""
+        if self.proc is None:
+            return
+        try:
+            self._requests.write(json.dumps({"op": "exit"}) + "\n")
+            self._requests.flush()
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+        if self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _close_pipes(self) -> None:
+        for closer in (lambda: self._requests.close(), lambda: os.close(self._replies)):
+            try:
+                closer()
+            except OSError:
+                pass
+
+    # one run
+    def run(self, wire: dict, timeout_s: float | None) -> dict:
+        """The worker's reply to one spec; raises WorkerLost on timeout or crash (the worker is then
+        gone, and the next call starts a fresh one)."""
+        self.spawn()
+        self._await_ready()
+        try:
+            self._requests.write(json.dumps({"op": "run", "spec": wire}) + "\n")
+            self._requests.flush()
+        except OSError as e:
+            raise self._lost("crashed", f"worker pipe closed ({e})") from None
+        reply = self._reply(timeout_s)
+        if not reply.get("ok"):
+            raise RuntimeError(f"run path failed in the worker:\n{reply.get('error')}")
+        return reply["result"]
+
+    def _reply(self, timeout_s: float | None) -> dict:
+        deadline = None if not timeout_s else time.monotonic() + timeout_s
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                line, self._buf = self._buf[:nl], self._buf[nl + 1:]
+                msg = json.loads(line)
+                if "event" in msg:
+                    if self.on_event:
+                        self.on_event(msg)
+                    continue
+                return msg
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                raise self._lost("timeout", f"run exceeded the per-run limit of {timeout_s:g} s; "
+                                            "the worker's process group was killed")
+            ready, _, _ = select.select([self._replies], [], [], wait)
+            if not ready:
+                continue
+            chunk = os.read(self._replies, 1 << 20)
+            if not chunk:
+                status = self.proc.wait() if self.proc else None
+                raise self._lost("crashed", _describe_exit(status) + self._log_tail())
+            self._buf += chunk
+
+    def _lost(self, kind: str, message: str) -> WorkerLost:
+        self.kill()
+        return WorkerLost(kind, message)
+
+    def _log_tail(self) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")[-LOG_TAIL:] if self.log_path else ""
+        except OSError:
+            text = ""
+        text = text.strip()
+        return f"; worker log ends: {text.splitlines()[-1][:300]}" if text else ""
+
+
+def _describe_exit(status: int | None) -> str:
+    if status is None:
+        return "worker died"
+    if status < 0:
+        sig = signal.Signals(-status).name
+        hint = " (out of memory? the kernel's OOM killer sends SIGKILL)" if sig == "SIGKILL" else ""
+        return f"worker killed by {sig}{hint}"
+    return f"worker exited with status {status}"
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main())
