@@ -7,10 +7,13 @@ upstream is fixed and the entry can go; its other tests (log densities) run as f
 
 import builtins
 import os
+from pathlib import Path
 
 import pytest
+from fake_engines import REGISTRY_ENV
 
 from benchmarks.engines import ENGINES, KNOWN_BREAKS, availability
+from benchmarks.runpath.plugins import register_extra_engines
 
 REQUIRE_ALL = os.environ.get("EIGHT_SCHOOLS_ALL_ENGINES", "") not in ("", "0")
 
@@ -42,3 +45,20 @@ def engine_name(request):
     if marker is not None and request.node.get_closest_marker("samples"):
         request.applymarker(marker)
     return request.param
+
+
+#: the tests folder: stand-in engines (fake_engines.py) are imported from it by worker processes
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def fakes(monkeypatch, tmp_path):
+    """Fake engines registered here and in every worker; their calls logged to a file."""
+    monkeypatch.setenv("EIGHT_SCHOOLS_EXTRA_ENGINES", REGISTRY_ENV)
+    monkeypatch.setenv("PYTHONPATH", str(TESTS) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("FAKE_ENGINE_LOG", str(log))
+    added = register_extra_engines(REGISTRY_ENV)
+    yield log
+    for name in added:
+        ENGINES.pop(name, None)

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import require_engine
+from conftest import TESTS, require_engine
 from fake_engines import REGISTRY_ENV
 from test_faults import wait_for, wait_gone
-from test_runpath import SMALL, TESTS, calls
+from test_runpath import SMALL, calls
 
 pytest.importorskip("distributed")
 

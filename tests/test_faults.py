@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_runpath import SMALL, calls, fakes, run, specs  # noqa: F401 - fakes is a fixture
+from test_runpath import SMALL, calls, run, specs
 
 #: how long a killed process may take to disappear: the worker's watchdog polls its parent every
 #: 0.2 s (worker.WATCHDOG_PERIOD_S); the rest is the kernel delivering SIGKILL and reaping, with margin

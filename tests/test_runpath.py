@@ -5,34 +5,16 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import pytest
-from fake_engines import REGISTRY_ENV
 
-from benchmarks.engines import ENGINES
-from benchmarks.runpath.plugins import register_extra_engines
 from benchmarks.engines.base import Settings
 from benchmarks.runpath import ResultsStore, RunSpec, SerialExecutor, run_matrix
 from benchmarks.runpath.record import RECORD_FIELDS
 from models.errors import UsageError
 
-TESTS = Path(__file__).resolve().parent
 SMALL = Settings(chains=2, warmup=10, draws=250)
-
-
-@pytest.fixture
-def fakes(monkeypatch, tmp_path):
-    """Fake engines registered here and in every worker; their calls logged to a file."""
-    monkeypatch.setenv("EIGHT_SCHOOLS_EXTRA_ENGINES", REGISTRY_ENV)
-    monkeypatch.setenv("PYTHONPATH", str(TESTS) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    log = tmp_path / "calls.log"
-    monkeypatch.setenv("FAKE_ENGINE_LOG", str(log))
-    added = register_extra_engines(REGISTRY_ENV)
-    yield log
-    for name in added:
-        ENGINES.pop(name, None)
 
 
 def calls(log: Path) -> list[list[str]]:

@@ -80,7 +80,8 @@ def last_measured(*folders: Path) -> str | None:
 
 def plan_line(name: str, specs: list[RunSpec], run_dir: Path, executor: Executor, *extra: str) -> str:
     engines = sorted({s.engine for s in specs})
-    last = last_measured(run_dir, SNAPSHOT / run_dir.name)
+    name = run_dir.name.removesuffix(".partial")  # compare stages in <name>.partial
+    last = last_measured(run_dir.parent / name, SNAPSHOT / name)
     parts = [f"{name}: {len(specs)} runs ({len(engines)} engines: {', '.join(engines)}) into {run_dir}",
              executor.describe(), *extra, last or "no earlier timing known"]
     return "; ".join(parts)

@@ -5,6 +5,7 @@ fit checked against the exact reference, with a report. Writes ``results/runs/co
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -68,9 +69,12 @@ def main(a: argparse.Namespace) -> int:
     print()
     print(format_table(records, COMPARE_COLUMNS))
     ok = [r for r in records if not r.get("error")]
-    print(f"\ncompare: {len(records)} runs ({len(ok)} finished) in {fmt_duration(wall)} wall; "
-          f"report in {final / 'REPORT.md'}")
     if not ok:
         raise UsageError("compare: no run finished (every engine unavailable or failing here; see "
                          f"{final / 'runs.csv'})")
+    t = json.loads((final / "timing.json").read_text())["totals"]
+    print(f"\ncompare: {len(records)} runs ({len(ok)} finished) in {fmt_duration(wall)} wall; the matrix "
+          f"{t['wall_s']:.1f} s against the engines' own {t['budget_s']:.1f} s (warmup + sampling "
+          f"{t['inference_s']:.1f} s + {t['distinct_programs']} distinct compiles {t['distinct_compile_s']:.1f} s)"
+          f" = {t['wall_over_budget']:.2f}x; report in {final / 'REPORT.md'}")
     return 0
