@@ -73,8 +73,30 @@ def _durations_block(results: Path) -> str:
             f"bench {first(c, 'bench_first_line')}.")
 
 
+def _section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
+    return text[start:end if end >= 0 else len(text)].strip()
+
+
+def _sweep_block(results: Path) -> str:
+    """The sweep's answer for users, copied from SWEEP.md (itself written by the sweep job from its
+    records): which parameterisation for which data, and the crossover per engine."""
+    text = (results / "sweep" / "SWEEP.md").read_text()
+    what_ran = next(line for line in text.splitlines() if line.startswith("**What ran**"))
+    pick = _section(text, "## What to pick for your data").replace("## What to pick for your data",
+                                                                  "### What to pick for your data")
+    pick = pick.replace("the table above", "SWEEP.md's informativeness table").replace(
+        "in the crossover table", "in SWEEP.md's crossover table")
+    return ("## Centred or non-centred? The problem space\n\n"
+            "`nox -s sweep` moves along the data's informativeness (every sigma_j times sigma_scale) at J = 8 "
+            f"and 64, with the exact reference at every point. {what_ran}\n\n{pick}\n\n"
+            "Crossovers per engine, the check's pass rates and power across the space, and the figures: "
+            "[results/sweep/SWEEP.md](results/sweep/SWEEP.md).\n\n![winner map](results/sweep/winner_map.png)")
+
+
 BLOCKS = {"compare-table": _compare_block, "calibration-table": _calibration_block,
-          "durations": _durations_block}
+          "durations": _durations_block, "sweep": _sweep_block}
 
 
 def update_readme(readme: Path = ROOT / "README.md", results_root: Path = ROOT / "results") -> list[str]:
