@@ -7,7 +7,6 @@ triple; the reference depends only on its data and prior (both parameterisations
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import Literal
 
 from .data import SchoolsData

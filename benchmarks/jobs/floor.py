@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from models import PRESETS, RUBIN, SchoolsData
-
 from models.files import write_json
 
 N_INNER = 100_000

@@ -22,9 +22,8 @@ from functools import lru_cache
 
 from models import Prior, SchoolsData
 from models.errors import UsageError
-from models.problem import PARAMETERIZATIONS
 from models.priors import MU_FAMILIES, TAU_FAMILIES, Dist
-from models.problem import Problem
+from models.problem import PARAMETERIZATIONS, Problem
 from models.specs import resolve_data, resolve_prior
 
 from ..engines.base import Settings

@@ -10,8 +10,15 @@ from models.problem import PARAMETERIZATIONS
 
 from ...engines.base import Settings
 from ...runpath.spec import data_for, prior_for
-from ..config import CONFIGS, ConfigError, check_engines, check_parameterizations, check_seeds, read_toml, \
-    settings_from
+from ..config import (
+    CONFIGS,
+    ConfigError,
+    check_engines,
+    check_parameterizations,
+    check_seeds,
+    read_toml,
+    settings_from,
+)
 
 __all__ = ["RegressError", "RegressConfig", "load_config", "CONFIG_FILE"]
 

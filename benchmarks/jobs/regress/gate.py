@@ -9,8 +9,15 @@ import numpy as np
 from reference.check import DEFAULT_ALPHA
 
 from .stats import divergence_rise_test, ess_drop_test, positive, time_rise_test, verdict_flip_test
-from .thresholds import ALPHA, DIVERGENCE_RISE_FLOOR, ESS_DROP_FLOOR, KINDS, REPORTED_POWER, RHAT_WARN, \
-    TIME_RISE_FLOOR
+from .thresholds import (
+    ALPHA,
+    DIVERGENCE_RISE_FLOOR,
+    ESS_DROP_FLOOR,
+    KINDS,
+    REPORTED_POWER,
+    RHAT_WARN,
+    TIME_RISE_FLOOR,
+)
 
 __all__ = ["CheckResult", "compare_group", "gate", "fmt_g"]
 

@@ -15,7 +15,6 @@ import numpy as np
 
 from reference.check import DEFAULT_ALPHA
 
-from ...engines.base import Settings
 from ...runpath.environment import environment
 from ...runpath.spec import RunSpec
 from ..common import RunOptions, run_specs

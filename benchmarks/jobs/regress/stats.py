@@ -9,8 +9,15 @@ from typing import NamedTuple
 import numpy as np
 from scipy import optimize, special, stats
 
-from .thresholds import ALPHA, DIVERGENCE_RISE_FLOOR, ESS_DROP_FLOOR, LOG_SPREAD_FLOOR, REPORTED_POWER, \
-    TIME_LOG_SPREAD_FLOOR, TIME_RISE_FLOOR
+from .thresholds import (
+    ALPHA,
+    DIVERGENCE_RISE_FLOOR,
+    ESS_DROP_FLOOR,
+    LOG_SPREAD_FLOOR,
+    REPORTED_POWER,
+    TIME_LOG_SPREAD_FLOOR,
+    TIME_RISE_FLOOR,
+)
 
 __all__ = ["DropTest", "log_shift_test", "ess_drop_test", "time_rise_test", "DivergenceTest",
            "divergence_rise_test", "VerdictTest", "flips_needed", "verdict_flip_test", "positive"]
