@@ -1,16 +1,29 @@
-"""What the JAX-based engines share (numpyro, pymc-numpyro, pymc-blackjax): float64, and JAX's own
-compile-time spans, so that compilation can be told apart from sampling."""
+"""What the JAX-based engines share (numpyro, blackjax, pymc-numpyro, pymc-blackjax): float64, JAX's
+own compile-time spans, so that compilation can be told apart from sampling, and compiled programs
+kept in process between runs (:class:`ChainPrograms`, :class:`ProgramCache`)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any
 
 from .caches import compilation_cache_dir
 
 __all__ = ["jax", "COMPILE_EVENTS", "CompileLog", "compile_spans", "union_length", "compilation_cache_dir",
-           "chain_method_for"]
+           "chain_method_for", "CHAIN_METHODS", "ChainPrograms", "ProgramCache", "PROGRAMS_KEPT"]
+
+#: how an engine may run its chains: one per XLA CPU device (pmap), all in one vmapped program, or one
+#: after another through the one-device program of "parallel" (so both give the same draws)
+CHAIN_METHODS = ("parallel", "vectorized", "sequential")
+
+#: compiled programs an engine keeps per process (least recently used evicted). A kept program (two
+#: executables, warmup and sampling) holds memory maps: 230 (numpyro) and 203 (blackjax) at 4 chains
+#: on 8 XLA CPU devices here, and an AMD EPYC once showed ~1100 per executable (see compile_spans).
+#: Even at that, 4 programs per engine stay far below the kernel's vm.max_map_count (65530).
+PROGRAMS_KEPT = 4
 
 
 def cpu_devices_wanted() -> int:
@@ -31,8 +44,9 @@ def cpu_devices_wanted() -> int:
 
 try:
     import jax
+    import jax.numpy as jnp
 except ImportError:  # the engines' availability() says so
-    jax = None
+    jax = jnp = None
 else:
     # float64 everywhere, as in the other engines; must be set before any JAX array exists.
     jax.config.update("jax_enable_x64", True)
@@ -85,14 +99,16 @@ class CompileLog(list):
 
 
 @contextlib.contextmanager
-def compile_spans() -> Iterator[CompileLog]:
+def compile_spans(*, clear: bool = True) -> Iterator[CompileLog]:
     """Collects (start, end) of every JAX compile event while active (one engine run), and the
-    persistent cache's hits and misses; on exit, drops JAX's in-memory compilation caches.
+    persistent cache's hits and misses; on exit, with ``clear``, drops JAX's in-memory caches.
 
-    Every run compiles anew anyway (NumPyro builds fresh jitted loops per call), and each cached XLA
-    executable keeps ~1100 memory mappings alive (measured): a long matrix reached the kernel's
-    vm.max_map_count (65530) after ~58 runs and XLA crashed ("LLVM compilation error: Cannot
-    allocate memory", then SIGSEGV). Clearing keeps the count flat.
+    Each cached XLA executable keeps ~1100 memory mappings alive (measured): a long matrix of runs
+    that each compile afresh (pm.sample's JAX samplers) reached the kernel's vm.max_map_count (65530)
+    after ~58 runs and XLA crashed ("LLVM compilation error: Cannot allocate memory", then SIGSEGV).
+    Clearing keeps the count flat. Engines that keep their own compiled programs (numpyro, blackjax:
+    :class:`ChainPrograms` in a bounded :class:`ProgramCache`) pass ``clear=False``: their executables
+    are theirs, released when the cache evicts them, and a new seed of a kept program compiles nothing.
     """
     spans = CompileLog()
 
@@ -113,7 +129,8 @@ def compile_spans() -> Iterator[CompileLog]:
     finally:
         jax.monitoring.unregister_event_time_span_listener(listener)
         jax.monitoring.unregister_event_listener(counter)
-        jax.clear_caches()
+        if clear:
+            jax.clear_caches()
 
 
 def union_length(spans: list[tuple[float, float]], within: tuple[float, float] | None = None) -> float:
@@ -138,3 +155,109 @@ def chain_method_for(wanted: str, chains: int) -> str:
     if wanted == "parallel" and jax.local_device_count() < chains:
         return "sequential"
     return wanted
+
+
+def _take(tree: Any, start: int, stop: int) -> Any:
+    return jax.tree.map(lambda x: x[start:stop], tree)
+
+
+class ChainPrograms:
+    """The compiled programs of one engine program (a problem and settings, all but the seed), one per
+    phase ("warmup", "sample"), each a one-chain function mapped over the chains by ``method``:
+
+    * "parallel": ``jax.pmap``, one chain per XLA CPU device (needs a device per chain);
+    * "vectorized": ``jax.jit(jax.vmap(...))``, every chain in lock-step in one program;
+    * "sequential": the "parallel" program compiled for one device, run once per chain; a chain's
+      draws are the same as under "parallel" (pmap runs that one-device program on each device).
+
+    Each is lowered and compiled ahead of time (``.lower(...).compile()``) on its first call and kept
+    here, so later calls (another seed) trace and compile nothing, and JAX's own caches never hold
+    these executables: dropping this object releases them. Arguments are pytrees whose array leaves
+    have the chains on their leading axis, except those whose ``in_axes`` entry is None (broadcast).
+    """
+
+    def __init__(self, method: str) -> None:
+        if method not in CHAIN_METHODS:
+            raise ValueError(f"chain method = {method!r}: must be one of {', '.join(CHAIN_METHODS)}")
+        self.method = method
+        self._compiled: dict[Hashable, Callable] = {}
+
+    def __len__(self) -> int:
+        return len(self._compiled)
+
+    def run(self, phase: str, fn: Callable, args: tuple, in_axes: tuple | int = 0) -> Any:
+        """``fn`` mapped over the chains of ``args``; ``fn`` is traced only on a phase's first call
+        (or when the arguments' structure changes), so it must not depend on anything else."""
+        key = (phase, jax.tree.structure(args), in_axes)
+        program = self._compiled.get(key)
+        if program is None:
+            program = self._compiled[key] = self._compile(fn, args, in_axes)
+        return program(*args)
+
+    def _compile(self, fn: Callable, args: tuple, in_axes: tuple | int) -> Callable:
+        if self.method == "vectorized":
+            return jax.jit(jax.vmap(fn, in_axes=in_axes)).lower(*args).compile()
+        if self.method == "parallel":
+            return jax.pmap(fn, in_axes=in_axes).lower(*args).compile()
+        axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
+        mapped = [ax is not None for ax in axes]
+        chains = _leading_size(args, mapped)
+        one = jax.pmap(fn, in_axes=in_axes).lower(*self._chain(args, mapped, 0)).compile()
+
+        def sequential(*call_args):
+            outs = [one(*self._chain(call_args, mapped, i)) for i in range(chains)]
+            return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
+
+        return sequential
+
+    @staticmethod
+    def _chain(args: tuple, mapped: list[bool], i: int) -> tuple:
+        return tuple(_take(a, i, i + 1) if m else a for a, m in zip(args, mapped, strict=True))
+
+
+def _leading_size(args: tuple, mapped: list[bool]) -> int:
+    sizes = {leaf.shape[0] for a, m in zip(args, mapped, strict=True) if m for leaf in jax.tree.leaves(a)}
+    if len(sizes) != 1:
+        raise ValueError(f"chain axis sizes {sorted(sizes)}: the mapped arguments must agree on one")
+    return sizes.pop()
+
+
+class ProgramCache:
+    """An engine's compiled programs in this process, keyed by everything but the seed; holds at most
+    ``size``, evicting the least recently used (its executables are freed with it, and JAX's own
+    in-memory caches are cleared then, so no trace or lowering of it lingers)."""
+
+    def __init__(self, size: int = PROGRAMS_KEPT) -> None:
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"program cache size = {size!r}: must be an integer >= 1")
+        self.size = size
+        self._programs: OrderedDict[Hashable, Any] = OrderedDict()
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._programs)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._programs
+
+    def get(self, key: Hashable, build: Callable[[], Any]) -> tuple[Any, bool]:
+        """(the program for ``key``, whether it was kept from an earlier run); builds it if needed."""
+        if key in self._programs:
+            self._programs.move_to_end(key)
+            return self._programs[key], True
+        program = build()
+        self._programs[key] = program
+        while len(self._programs) > self.size:
+            self._programs.popitem(last=False)
+            self.evictions += 1
+            jax.clear_caches()  # kept programs own their executables: only traces and eager ops go
+        return program, False
+
+    def discard(self, key: Hashable) -> None:
+        """Forget ``key``'s program (a run of it failed part-way: its state is not to be trusted)."""
+        if self._programs.pop(key, None) is not None:
+            jax.clear_caches()
+
+    def clear(self) -> None:
+        self._programs.clear()
+        jax.clear_caches()

@@ -65,6 +65,10 @@ class SettingsError(UsageError):
     """A sampler setting the suite cannot use; the message names the field and the value."""
 
 
+#: the largest seed: Stan's seeds are unsigned 32-bit integers, and every engine takes the same range
+MAX_SEED = 2**32 - 1
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Sampler settings; identical defaults for every engine."""
@@ -85,6 +89,9 @@ class Settings:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise SettingsError(f"{name} = {v!r}: must be an integer >= 0")
+        if self.seed > MAX_SEED:
+            raise SettingsError(f"seed = {self.seed}: must be at most 2**32 - 1 = {MAX_SEED} (Stan's seeds are "
+                                "unsigned 32-bit integers; one range for every engine)")
         ta = self.target_accept
         if not (isinstance(ta, (int, float)) and not isinstance(ta, bool) and math.isfinite(ta) and 0 < ta < 1):
             raise SettingsError(f"target_accept = {ta!r}: must be in (0, 1)")
