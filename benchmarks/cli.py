@@ -12,7 +12,9 @@ import argparse
 import importlib
 import sys
 
-from models.errors import EXIT_USAGE, run_cli
+from models.errors import EXIT_USAGE, UsageError, run_cli
+
+from .runpath.plugins import register_from_env
 
 __all__ = ["COMMANDS", "main", "build_parser"]
 
@@ -53,9 +55,16 @@ SUMMARY: dict[str, str] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the contract's one-line error (exit 2) instead of its usage block."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} -h)")
+
+
 def build_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
     module = importlib.import_module(COMMANDS[name])
-    p = argparse.ArgumentParser(prog=f"python -m benchmarks {name}", description=SUMMARY[name])
+    p = _Parser(prog=f"python -m benchmarks {name}", description=SUMMARY[name])
     module.configure(p)
     return p, module
 
@@ -76,11 +85,9 @@ def _main(argv: list[str] | None) -> int:
         return 0 if argv else EXIT_USAGE
     name = argv[0]
     if name not in COMMANDS:
-        print(_usage(), file=sys.stderr)
-        print(f"\npython -m benchmarks: error: command = {name!r} is unknown", file=sys.stderr)
+        print(f"python -m benchmarks: error: command = {name!r} is unknown; commands: {', '.join(COMMANDS)} "
+              "(python -m benchmarks --help)", file=sys.stderr)
         return EXIT_USAGE
-    from .runpath.plugins import register_from_env
-
     register_from_env()
     parser, module = build_parser(name)
     args = parser.parse_args(argv[1:])

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import require_engine
 from test_runpath import SMALL, calls, run, specs
 
 #: how long a killed process may take to disappear: the worker's watchdog polls its parent every
@@ -141,3 +142,44 @@ def test_a_tiny_timeout_is_rows_not_a_crash(tmp_path, fakes):
     records = run(tmp_path, specs("fake-slow", seeds=(1, 2)), timeout_s=0.05)
     assert [r["error_kind"] for r in records] == ["timeout", "timeout"]
 
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc's parent links)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def test_kill_9_while_pystan_samples_leaves_no_httpstan_worker(tmp_path):
+    """The issue's reproduction: kill -9 of a matrix while PyStan samples left two httpstan pool
+    workers (~300 MB each) alive for good. Its worker, the forkserver and the pool all go now."""
+    require_engine("pystan")
+    cfg = tmp_path / "m.toml"
+    cfg.write_text("engines = ['pystan']\nparameterizations = ['centered']\nseeds = [1, 2, 3]\n"
+                   "settings = { chains = 4, warmup = 20000, draws = 20000 }\n")
+    client = subprocess.Popen([sys.executable, "-m", "benchmarks", "matrix", str(cfg), "--results",
+                               str(tmp_path / "results"), "--run-id", "m"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        # the worker, httpstan's forkserver and its pool workers all exist: sampling is under way
+        wait_for(lambda: len(descendants(client.pid)) >= 4, within=300)
+        time.sleep(1.0)
+        procs = descendants(client.pid)
+        client.send_signal(signal.SIGKILL)
+        client.wait()
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert wait_gone(procs) == [], "processes outlived the killed matrix"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+from arviz_base import from_dict
 
 from models import Prior, SchoolsData
 from models.logdensity import parameter_names
@@ -27,8 +28,6 @@ def to_datatree(posterior: Mapping[str, np.ndarray], sample_stats: Mapping[str, 
                 data: SchoolsData, prior: Prior, library: str):
     """posterior: mu, tau (unless fixed), theta and optionally theta_tilde, shaped (chain, draw[, J]);
     sample_stats: exactly SAMPLE_STATS, shaped (chain, draw). Returns an xarray.DataTree."""
-    from arviz_base import from_dict
-
     if set(sample_stats) != set(SAMPLE_STATS):
         raise ValueError(f"sample_stats = {sorted(sample_stats)}: expected exactly {SAMPLE_STATS}")
     order = ("mu", "tau", "theta", "theta_tilde")

@@ -18,6 +18,8 @@ import csv
 import dataclasses
 import io
 import json
+import time
+from collections.abc import Callable
 from collections import Counter
 from pathlib import Path
 
@@ -35,7 +37,8 @@ from ..engines.base import Settings
 from ..runpath.environment import environment, note_revision_drift
 from ..runpath.spec import RunSpec
 from ..runpath.store import read_checks
-from .common import RUNS, RunOptions, add_run_options, run_specs
+from ..runpath import Progress, ResultsStore, run_matrix
+from .common import RUNS, RunOptions, add_run_options, executor_timeout, make_executor, plan_line
 
 
 def rate(k: int, n: int) -> dict:
@@ -44,22 +47,50 @@ def rate(k: int, n: int) -> dict:
             "ci95": [ci.low, ci.high] if ci else None}
 
 
-def iid_false_alarms(data: SchoolsData, prior: Prior, reps: int, seed: int, chains: int = 4,
-                     draws: int = 1000, alpha: float = DEFAULT_ALPHA) -> tuple[dict, list[dict]]:
+#: exact-iid replications per task: big enough that a task's overhead (the reference, on a Dask
+#: worker) is small against its checks, small enough that 10^4 replications spread over many workers
+IID_BLOCK = 250
+#: replications whose every z-score is kept for the figure
+FIGURE_REPS = 50
+
+
+def iid_block(data: SchoolsData, prior: Prior, start: int, n: int, seed: int, chains: int, draws: int,
+              alpha: float) -> dict:
+    """Replications start .. start + n - 1 of the exact-iid false-alarm measurement (replication r
+    uses seed + r, so blocks give the same numbers however they are split or where they run)."""
     ref = posterior(data, prior)
-    flagged, which, rows, zs, ks_p = 0, Counter(), [], [], []
-    threshold = None
-    for r in range(reps):
+    out: dict = {"flagged": 0, "which": Counter(), "z": [], "ks_p": [], "rows": [], "threshold": None,
+                 "functionals": []}
+    for r in range(start, start + n):
         sample = ref.draws(chains * draws, seed=seed + r)
         v = check(iid_as_draws(sample, chains, data.school), ref, alpha=alpha)
-        flagged += not v.passed
-        which.update(v.failed)
-        zs.append([c.z for c in v.checks])
-        ks_p.append(v.ks.p_value if v.ks else np.nan)
-        threshold = v.threshold
-        if r < 50:  # keep the z-scores of a few replications for the figure
-            rows += [{"source": "iid", "rep": r, **c._asdict()} for c in v.checks]
-    functionals = [c.functional for c in v.checks] if reps else []
+        out["flagged"] += not v.passed
+        out["which"].update(v.failed)
+        out["z"].append([c.z for c in v.checks])
+        out["ks_p"].append(v.ks.p_value if v.ks else np.nan)
+        out["threshold"], out["functionals"] = v.threshold, [c.functional for c in v.checks]
+        if r < FIGURE_REPS:
+            out["rows"] += [{"source": "iid", "rep": r, **c._asdict()} for c in v.checks]
+    return out
+
+
+def iid_false_alarms(data: SchoolsData, prior: Prior, reps: int, seed: int, chains: int = 4,
+                     draws: int = 1000, alpha: float = DEFAULT_ALPHA,
+                     mapper: Callable | None = None) -> tuple[dict, list[dict]]:
+    """False alarms on exact iid draws, in blocks of IID_BLOCK replications: run here, or spread by
+    ``mapper`` (an executor's ``map_plain``: on Dask, the blocks run on the cluster's workers)."""
+    starts = list(range(0, reps, IID_BLOCK))
+    args = [(data, prior, s, min(IID_BLOCK, reps - s), seed, chains, draws, alpha) for s in starts]
+    blocks = mapper(iid_block, args) if mapper else [iid_block(*a) for a in args]
+    flagged, which, rows, zs, ks_p = 0, Counter(), [], [], []
+    threshold, functionals = None, []
+    for b in blocks:
+        flagged += b["flagged"]
+        which.update(b["which"])
+        rows += b["rows"]
+        zs += b["z"]
+        ks_p += b["ks_p"]
+        threshold, functionals = b["threshold"], b["functionals"]
     z_cal = z_calibration(np.array(zs), functionals, np.array(ks_p), threshold) if reps else {}
     return {**rate(flagged, reps), "which": dict(which.most_common()), "z_calibration": z_cal}, rows
 
@@ -190,7 +221,7 @@ def run_calibration(outdir: Path, *, reps: int = DEFAULT_REPS, seeds: int = 20, 
     seed_list = list(range(1, seeds + 1))
     outdir = Path(outdir)
     env = environment()
-    iid, rows = iid_false_alarms(data, prior, reps, seed)
+    t0 = time.perf_counter()
     nc_settings, c_settings = Settings(target_accept=0.95), Settings()
     long_settings = Settings(draws=long_draws) if long_draws else None
     groups = {"noncentered": engine_specs(engines, "noncentered", nc_settings, seed_list, "noncentered-ta0.95"),
@@ -199,7 +230,23 @@ def run_calibration(outdir: Path, *, reps: int = DEFAULT_REPS, seeds: int = 20, 
         groups["long"] = engine_specs(engines, "centered", long_settings, seed_list, f"centered-draws{long_draws}")
     specs = [s for g in groups.values() for s in g]
     run_dir = outdir / "runs"
-    records = {r["key"]: r for r in run_specs("calibrate", specs, run_dir, options or RunOptions(), fresh=True)}
+    options = options or RunOptions()
+    progress = Progress("calibrate")
+    executor = make_executor(options, on_event=lambda e: progress.say(f"  {e.get('message')}"))
+    where = executor.describe()
+    try:
+        progress.say(plan_line("calibrate", specs, run_dir, executor,
+                               f"then {reps} exact-iid replications in blocks of {IID_BLOCK}"))
+        with ResultsStore.open(run_dir, resume=True, what="calibrate runs") as store:
+            if not options.resume:
+                store.clear()
+            records = {r["key"]: r for r in run_matrix(specs, store, executor, progress=progress,
+                                                       timeout_s=executor_timeout(options))}
+        t_iid = time.perf_counter()
+        iid, rows = iid_false_alarms(data, prior, reps, seed, mapper=executor.map_plain)
+        progress.say(f"calibrate: {reps} exact-iid replications in {time.perf_counter() - t_iid:.0f} s")
+    finally:
+        executor.close()
     nc, nc_rows = engine_rates(groups["noncentered"], records, run_dir)
     c, c_rows = engine_rates(groups["centered"], records, run_dir)
     long = None
@@ -216,6 +263,8 @@ def run_calibration(outdir: Path, *, reps: int = DEFAULT_REPS, seeds: int = 20, 
         "centered_power_long": long,
         "goals": {"iid_false_alarm": "<= 0.01", "noncentered_false_alarm": "<= 0.05", "centered_power": ">= 0.80"},
         "environment": note_revision_drift(env),
+        "executor": where,
+        "wall_s": time.perf_counter() - t0,
     }
     all_rows = rows + nc_rows + c_rows
     result["centered_power_projection"] = project_power(c_rows, _threshold(data, prior))

@@ -17,6 +17,7 @@ from models.errors import UsageError
 from models.provenance import REPO
 
 from ..runpath import Progress, ResultsStore, SerialExecutor, run_matrix
+from ..runpath.dask_executor import DaskExecutor
 from ..runpath.executors import Executor
 from ..runpath.progress import fmt_duration
 from ..runpath.spec import RunSpec
@@ -58,8 +59,6 @@ def make_executor(a: RunOptions | argparse.Namespace, *, on_event: Callable[[dic
     if a.timeout is not None and a.timeout <= 0:
         raise UsageError(f"--timeout = {a.timeout!r}: must be > 0 seconds")
     if getattr(a, "workers", None) is not None or getattr(a, "scheduler", None):
-        from ..runpath.dask_executor import DaskExecutor  # Dask is imported only when asked for
-
         return DaskExecutor(workers=a.workers, scheduler=a.scheduler, timeout_s=timeout, env=env,
                             overrides=overrides)
     return SerialExecutor(timeout_s=timeout, env=env, overrides=overrides, on_event=on_event)

@@ -62,6 +62,7 @@ class Config:
 _XLA_PARALLEL = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={PARALLEL_DEVICES}"}
 _PYMC = "benchmarks.engines.pymc_engine"
 _NUMPYRO = "benchmarks.engines.numpyro_engine"
+_BLACKJAX = "benchmarks.engines.blackjax_engine"
 _EXTERNAL = "benchmarks.engines.pymc_external"
 
 #: the alternatives each PPL offers for this sampler on a CPU; the first entry is always "as shipped"
@@ -73,6 +74,11 @@ CANDIDATES: dict[str, list[Config]] = {
     "numpyro": [
         Config("chain_method=vectorized", {f"{_NUMPYRO}:CHAIN_METHOD": "vectorized"}),
         Config("chain_method=sequential", {f"{_NUMPYRO}:CHAIN_METHOD": "sequential"}),
+        Config(f"chain_method=parallel, {PARALLEL_DEVICES} XLA CPU devices", {}, _XLA_PARALLEL),
+    ],
+    "blackjax": [
+        Config("chain_method=vectorized (jit of vmap)", {f"{_BLACKJAX}:CHAIN_METHOD": "vectorized"}),
+        Config("chain_method=sequential", {f"{_BLACKJAX}:CHAIN_METHOD": "sequential"}),
         Config(f"chain_method=parallel, {PARALLEL_DEVICES} XLA CPU devices", {}, _XLA_PARALLEL),
     ],
     "pymc-numpyro": [

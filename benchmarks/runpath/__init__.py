@@ -5,13 +5,32 @@ arviz-stats, checked against the exact reference, recorded atomically by the cli
 itself: engine, ``diagnose``, reference check) → ``matrix`` (the loop every job uses) → ``store``
 (the results folder's one writer). Every job in ``benchmarks.jobs`` runs engines through this and
 nothing else.
+
+The names below load on first use (PEP 562): a worker process starts as
+``python -m benchmarks.runpath.worker``, and importing this package must not import NumPy and the
+rest before the worker has pinned its CPUs and started its watchdog.
 """
 
-from .executors import Done, Executor, SerialExecutor
-from .matrix import engine_budget, run_matrix
-from .progress import Progress
-from .spec import RunSpec
-from .store import ResultsStore, check_run_id, point_latest, remove_created
+from __future__ import annotations
 
-__all__ = ["Done", "Executor", "SerialExecutor", "run_matrix", "engine_budget", "Progress", "RunSpec",
-           "ResultsStore", "check_run_id", "point_latest", "remove_created"]
+import importlib
+
+_EXPORTS = {
+    "Done": "executors", "Executor": "executors", "SerialExecutor": "executors",
+    "run_matrix": "matrix", "engine_budget": "matrix", "Progress": "progress", "RunSpec": "spec",
+    "ResultsStore": "store", "check_run_id": "store", "point_latest": "store", "remove_created": "store",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'benchmarks.runpath' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

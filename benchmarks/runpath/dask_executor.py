@@ -16,6 +16,8 @@ says where it ran (``machine``, ``worker``, ``cpus``). Workers of a remote clust
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import os
 import time
@@ -36,6 +38,13 @@ CONNECT_TIMEOUT_S = 30
 
 #: in a Dask worker process: one warm run-worker per (environment, overrides, cpus)
 _WORKERS: dict[tuple, Worker] = {}
+
+
+def _lost_errors() -> tuple[type[BaseException], ...]:
+    """What a lost scheduler or connection raises from a future (imported with Dask, when asked for)."""
+    from distributed.comm.core import CommClosedError
+
+    return (CommClosedError, concurrent.futures.CancelledError, asyncio.CancelledError, OSError, TimeoutError)
 
 
 class ExecutorLost(RuntimeError):
@@ -84,6 +93,7 @@ class DaskExecutor:
                  env: dict | None = None, overrides: dict | None = None) -> None:
         from distributed import Client, LocalCluster  # Dask is imported only when asked for
 
+        self._lost = _lost_errors()
         # distributed logs every reconnection attempt with a traceback; a lost cluster is reported once,
         # as ExecutorLost, by next_done()
         for name in ["distributed", *[n for n in logging.root.manager.loggerDict if n.startswith("distributed.")]]:
@@ -121,6 +131,15 @@ class DaskExecutor:
         return (f"on Dask ({where}), one run per worker at a time"
                 + (", each worker's run pinned to its share of this machine's CPUs" if self.cluster else ""))
 
+    def map_plain(self, fn: Callable, args: list[tuple]) -> list:
+        """Work that runs no engine (the reference's exact draws), spread over the cluster's workers, one
+        task per worker at a time like a run; results in the order of ``args``."""
+        futures = [self.client.submit(fn, *a, pure=False, resources={RESOURCE: 1}) for a in args]
+        try:
+            return self.client.gather(futures)
+        except self._lost as e:
+            raise ExecutorLost(f"the Dask cluster was lost ({type(e).__name__}); rerun with --resume") from None
+
     def submit(self, spec: RunSpec, wire: dict) -> None:
         from distributed import as_completed
 
@@ -139,7 +158,7 @@ class DaskExecutor:
             out = fut.result()
         except StopIteration:
             raise RuntimeError("next_done() with nothing submitted") from None
-        except Exception as e:  # noqa: BLE001 - the scheduler or the connection is gone
+        except self._lost as e:  # the scheduler or the connection is gone (a task's own error is re-raised)
             why = (str(e).strip().splitlines() or [""])[0][:200]
             raise ExecutorLost(f"the Dask cluster was lost ({type(e).__name__}: {why}); the finished runs are "
                                "saved: rerun with --resume") from None

@@ -31,6 +31,7 @@ class Executor(Protocol):
     capacity: int
 
     def describe(self) -> str: ...
+    def map_plain(self, fn: Callable, args: list[tuple]) -> list: ...  # work that runs no engine
     def submit(self, spec: RunSpec, wire: dict) -> None: ...
     def next_done(self) -> Done: ...
     def close(self) -> None: ...
@@ -51,6 +52,10 @@ class SerialExecutor:
 
     def describe(self) -> str:
         return "in order, in one isolated worker process on this machine"
+
+    def map_plain(self, fn: Callable, args: list[tuple]) -> list:
+        """Work that runs no engine (e.g. the reference's exact draws), here in this process."""
+        return [fn(*a) for a in args]
 
     def submit(self, spec: RunSpec, wire: dict) -> None:
         self._pending.append((spec, wire))

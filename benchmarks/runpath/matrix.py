@@ -142,9 +142,14 @@ def _tick(progress, spec, rec, on_record, manifest) -> None:
     if on_record:
         on_record(rec, manifest)
     if progress:
-        status = "ok" if not rec.get("error") else f"{rec.get('error_kind') or 'error'}: {rec['error'][:90]}"
-        if not rec.get("error") and rec.get("check_passed") is False:
-            status = "ok (reference check FAILED)"
+        if rec.get("answered_by"):  # the reason was printed once, with the run that found it
+            status = f"not run ({rec.get('error_kind')}, as above)"
+        elif rec.get("error"):
+            status = f"{rec.get('error_kind') or 'error'}: {rec['error'][:90]}"
+            if rec.get("error_link"):
+                status += f" ({rec['error_link']})"
+        else:
+            status = "ok (reference check FAILED)" if rec.get("check_passed") is False else "ok"
         progress.advance(spec.label(), status)
 
 

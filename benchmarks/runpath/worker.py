@@ -22,6 +22,7 @@ forwarded to the client as events, so compiles announce themselves.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -80,8 +81,6 @@ class _Forward(logging.Handler):
 def _apply_overrides(overrides: dict) -> None:
     """``{"module:ATTR": value}`` or ``{"module:ATTR[key]": value}``: a tuning job's configuration,
     applied before any run (module-level settings such as a chain method)."""
-    import importlib
-
     for target, value in overrides.items():
         module_name, _, attr = target.partition(":")
         module = importlib.import_module(module_name)
@@ -124,14 +123,17 @@ def worker_main(argv: list[str] | None = None) -> int:
     engines_log.setLevel(logging.INFO)
     engines_log.addHandler(_Forward(send))
     try:
-        from .plugins import register_from_env
+        from .plugins import register_from_env  # after the CPUs are pinned and the watchdog runs (see below)
 
         register_from_env()
         _apply_overrides(json.loads(a.overrides))
     except Exception as e:  # noqa: BLE001 - reported to the client as this worker's failure
         send({"ok": False, "error": f"overrides: {type(e).__name__}: {e}"})
         return 1
-    from .execute import execute  # the run path's imports (arviz-stats, the reference): once per worker
+    # the run path's imports (NumPy, arviz-stats, the reference; once per worker) come after the CPU pinning
+    # and the watchdog: threads a library starts keep the CPUs of the moment they start, and a parent
+    # killed during these seconds must still take the worker down
+    from .execute import execute
 
     send({"ok": True, "ready": os.getpid()})
     for line in requests:  # end of file: the client is gone or done
