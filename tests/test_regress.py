@@ -27,6 +27,7 @@ from benchmarks.jobs.regress.stats import (
     ess_drop_test,
     flips_needed,
     log_shift_test,
+    pass_rate_drop_test,
     time_rise_test,
     verdict_flip_test,
 )
@@ -136,6 +137,28 @@ def test_divergences_false_alarm_rate_holds_under_clustering():
 def test_divergence_inputs_validated():
     with pytest.raises(ValueError):
         divergence_rise_test([5], [3], [0], [3])
+
+
+def test_pass_rate_test_holds_its_false_alarm_rate_whatever_the_failure_rate():
+    """The centred model fails the check on ~60 % of seeds by its own bias: an unchanged rerun (other
+    random numbers, same rate) must not alarm more often than alpha, at 5 seeds or at 225."""
+    rng = np.random.default_rng(5)
+    alpha = 0.05
+    for n, rate in ((5, 0.6), (225, 0.6), (225, 0.015), (20, 0.3)):
+        hits = sum(pass_rate_drop_test(list(rng.random(n) > rate), list(rng.random(n) > rate),
+                                       alpha=alpha).regressed for _ in range(2000))
+        assert hits / 2000 <= alpha + 0.015, (n, rate, hits)
+    # the old flip test on the same kind of rerun alarms most of the time (why the gate changed)
+    base, new = list(rng.random(225) > 0.6), list(rng.random(225) > 0.6)
+    assert verdict_flip_test(base, new, check_alpha=0.01).regressed
+
+
+def test_pass_rate_drop_is_caught_and_a_rise_never_is():
+    base = [True] * 20
+    assert pass_rate_drop_test(base, [True] * 8 + [False] * 12).regressed
+    assert not pass_rate_drop_test([False] * 12 + [True] * 8, base).regressed
+    t = pass_rate_drop_test([True, None, False], [False, True, None])
+    assert (t.passed_base, t.checked_base, t.passed_new, t.checked_new) == (1, 2, 1, 2) and not t.regressed
 
 
 def test_verdict_flips_needed_and_decision():

@@ -25,7 +25,8 @@ __all__ = ["HELP", "configure", "main", "SNAPSHOTS", "publish"]
 
 HELP = "copy finished runs from results/runs/ into the committed snapshot and the README"
 
-#: job -> (folder under results/runs/, the file that proves it finished)
+#: job -> (folder under results/runs/, the file that proves it finished); the folder replaces the
+#: snapshot's whole, except for the collections in MERGED, whose entries replace their namesakes one by one
 SNAPSHOTS: dict[str, tuple[str, str]] = {
     "compare": ("compare", "REPORT.md"),
     "bench": ("bench", "REPORT.md"),
@@ -39,6 +40,9 @@ SNAPSHOTS: dict[str, tuple[str, str]] = {
     "power": ("power", "POWER.md"),
     "durations": ("durations", "durations.json"),
 }
+#: collections published entry by entry (a baseline file, a release's folder), so that publishing one
+#: baseline or one release keeps the others
+MERGED = {"baselines", "versions"}
 #: never copied into the snapshot: the lock, staging folders, per-run record files (runs.json holds
 #: every record), per-run check files and worker logs
 SKIP = {".lock", "records", "checks", "latest"}
@@ -52,7 +56,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def _ignore(folder: str, names: list[str]) -> set[str]:
-    return {n for n in names if n in SKIP or n.endswith(".partial")}
+    # a baseline's run records (<name>.runs/) stay with the run: the baseline file holds what the gate reads
+    return {n for n in names if n in SKIP or n.endswith(".partial") or n.endswith(".runs")}
 
 
 def _not_in_use(src: Path) -> None:
@@ -68,6 +73,30 @@ def _not_in_use(src: Path) -> None:
         os.close(fd)
 
 
+def _replace(src: Path, dst: Path) -> None:
+    """``dst`` becomes a copy of ``src`` (a folder or a file), swapped in whole."""
+    tmp, old = dst.with_name(f".{dst.name}.publishing"), dst.with_name(f".{dst.name}.old")
+    for p in (tmp, old):
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    if src.is_dir():
+        shutil.copytree(src, tmp, ignore=_ignore, symlinks=False)
+        (tmp / MARKER).unlink(missing_ok=True)
+    else:
+        shutil.copy2(src, tmp)
+    if dst.is_symlink():
+        raise UsageError(f"{str(dst)!r}: a link, not a snapshot entry; refusing to replace it")
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(tmp, dst)
+    if old.is_dir():
+        shutil.rmtree(old)
+    elif old.exists():
+        old.unlink()
+
+
 def publish(job: str, runs: Path = RUNS, to: Path = SNAPSHOT) -> Path:
     if job not in SNAPSHOTS:
         raise UsageError(f"job = {job!r}: not a published snapshot; one of {', '.join(SNAPSHOTS)}")
@@ -76,19 +105,18 @@ def publish(job: str, runs: Path = RUNS, to: Path = SNAPSHOT) -> Path:
     if not (src / proof).is_file():
         raise UsageError(f"{str(src)!r}: no finished {job} run there ({proof} missing); run `nox -s {job}` first")
     _not_in_use(src)
-    tmp, old = dst.with_name(f".{folder}.publishing"), dst.with_name(f".{folder}.old")
-    for p in (tmp, old):
-        if p.exists():
-            shutil.rmtree(p)
-    shutil.copytree(src, tmp, ignore=_ignore, symlinks=False)
-    (tmp / MARKER).unlink(missing_ok=True)
-    if dst.is_symlink() or (dst.exists() and not dst.is_dir()):
+    if dst.exists() and (dst.is_symlink() or not dst.is_dir()):
         raise UsageError(f"{str(dst)!r}: not a snapshot folder; refusing to replace it")
-    if dst.exists():
-        os.replace(dst, old)
-    os.replace(tmp, dst)
-    if old.exists():
-        shutil.rmtree(old)
+    if job in MERGED:
+        dst.mkdir(parents=True, exist_ok=True)
+        for entry in sorted(src.iterdir()):
+            if entry.name in _ignore(str(src), [entry.name]) or entry.name in (MARKER, ".lock"):
+                continue
+            if entry.is_dir():
+                _not_in_use(entry)
+            _replace(entry, dst / entry.name)
+    else:
+        _replace(src, dst)
     return dst
 
 

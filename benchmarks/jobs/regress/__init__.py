@@ -9,8 +9,9 @@ spreads, the settings, the seeds, every package version and the machine.
 seeds and exits 1 when, for an engine x parameterisation,
 
 * **error** - an engine that ran in the baseline now errors, times out or is unavailable;
-* **verdict** - reference verdicts turn from pass to fail on more seeds than the check's own false-alarm
-  rate explains (:func:`stats.verdict_flip_test`);
+* **verdict** - the share of seeds whose fit passes the reference check drops (one-sided Fisher's exact
+  test of the pass counts, :func:`stats.pass_rate_drop_test`: it assumes nothing about how often an
+  unchanged sampler fails the check, which the centred model does on most seeds by design);
 * **ess_per_grad** - ESS per gradient drops beyond the baseline's seed-to-seed spread (a one-sided
   prediction bound on log scale, :func:`stats.ess_drop_test`);
 * **divergences** - the divergence rate rises beyond a quasi-binomial bound (:func:`stats.divergence_rise_test`).

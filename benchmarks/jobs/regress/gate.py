@@ -6,9 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reference.check import DEFAULT_ALPHA
-
-from .stats import divergence_rise_test, ess_drop_test, positive, time_rise_test, verdict_flip_test
+from .stats import divergence_rise_test, ess_drop_test, pass_rate_drop_test, positive, time_rise_test
 from .thresholds import (
     ALPHA,
     DIVERGENCE_RISE_FLOOR,
@@ -47,7 +45,7 @@ def fmt_g(x: float | None, fmt: str = ".3g") -> str:
 
 
 def compare_group(key: str, bg: dict, ng: dict | None, *, alpha: float = ALPHA,
-                  strict_time: bool = False, check_alpha: float = 0.01) -> list[CheckResult]:
+                  strict_time: bool = False) -> list[CheckResult]:
     engine, param = bg["engine"], bg["parameterization"]
     out: list[CheckResult] = []
 
@@ -93,23 +91,21 @@ def compare_group(key: str, bg: dict, ng: dict | None, *, alpha: float = ALPHA,
         errs = sorted({r.get("check_error") or "?" for r in N if r.get("check_passed") is None})
         add("verdict", "error", "the reference check could not run now: " + "; ".join(errs))
     else:
-        vt = verdict_flip_test(bv, nv, check_alpha=check_alpha, alpha=alpha)
-        bs, ns = f"{sum(v is True for v in bv)}/{len(bv)} pass", f"{sum(v is True for v in nv)}/{len(nv)} pass"
+        vt = pass_rate_drop_test(bv, nv, alpha=alpha)
+        bs, ns = f"{vt.passed_base}/{vt.checked_base} pass", f"{vt.passed_new}/{vt.checked_new} pass"
         flipped = [s for s, b, n in zip(seeds, bv, nv) if b and n is False]
-        if vt.at_risk == 0:
-            add("verdict", "skip", "the baseline passed the reference on no seed; nothing can turn pass -> fail",
+        flips = f"; pass -> fail on seeds {flipped}" if flipped else ""
+        if vt.regressed:
+            add("verdict", "fail", f"fewer seeds pass the reference check ({vt.passed_new}/{vt.checked_new} against "
+                f"{vt.passed_base}/{vt.checked_base}; Fisher's exact p = {vt.p_value:.2g} < {alpha:g}){flips}",
                 bs, ns, **vt._asdict())
-        elif vt.regressed:
-            add("verdict", "fail", f"pass -> fail on seeds {flipped} ({vt.flips} of {vt.at_risk}; by chance "
-                f"p = {vt.p_value:.2g} < {alpha:g} given the check's {check_alpha:g} false-alarm rate)",
+        elif flipped:
+            add("verdict", "warn", f"pass counts {vt.passed_new}/{vt.checked_new} against {vt.passed_base}/"
+                f"{vt.checked_base}: no significant drop (Fisher's exact p = {vt.p_value:.2g}){flips}",
                 bs, ns, **vt._asdict())
-        elif vt.flips:
-            need = "no number of flips is significant" if vt.needed is None else f"{vt.needed} needed to fail"
-            add("verdict", "warn", f"pass -> fail on seeds {flipped} ({vt.flips} of {vt.at_risk}; {need}: "
-                f"chance p = {vt.p_value:.2g})", bs, ns, **vt._asdict())
         else:
-            note = "" if vt.needed is not None else " (too few passing seeds for a flip to be significant)"
-            add("verdict", "pass", f"no seed turned pass -> fail{note}", bs, ns, **vt._asdict())
+            add("verdict", "pass", f"no drop in the share of seeds that pass (Fisher's exact p = {vt.p_value:.2g})",
+                bs, ns, **vt._asdict())
 
     # ESS per gradient
     be, ne = [r.get("ess_bulk_per_grad") for r in B], [r.get("ess_bulk_per_grad") for r in N]
@@ -169,7 +165,5 @@ def gate(baseline: dict, current: dict, *, alpha: float = ALPHA, strict_time: bo
     """Every check of every engine x parameterisation in the baseline."""
     results = []
     for key, bg in baseline["groups"].items():
-        check_alpha = next((r.get("check_alpha") for r in bg["runs"] if r.get("check_alpha")), DEFAULT_ALPHA)
-        results += compare_group(key, bg, current["groups"].get(key), alpha=alpha, strict_time=strict_time,
-                                 check_alpha=check_alpha)
+        results += compare_group(key, bg, current["groups"].get(key), alpha=alpha, strict_time=strict_time)
     return results

@@ -20,7 +20,8 @@ from .thresholds import (
 )
 
 __all__ = ["DropTest", "log_shift_test", "ess_drop_test", "time_rise_test", "DivergenceTest",
-           "divergence_rise_test", "VerdictTest", "flips_needed", "verdict_flip_test", "positive"]
+           "divergence_rise_test", "VerdictTest", "flips_needed", "verdict_flip_test", "PassRateTest",
+           "pass_rate_drop_test", "positive"]
 
 
 class DropTest(NamedTuple):
@@ -185,3 +186,39 @@ def verdict_flip_test(base: Sequence[bool | None], new: Sequence[bool | None], *
     need = flips_needed(at_risk, check_alpha, alpha)
     p = float(stats.binom.sf(flips - 1, at_risk, check_alpha)) if flips else 1.0
     return VerdictTest(need is not None and flips >= need, flips, at_risk, need, recoveries, p)
+
+
+class PassRateTest(NamedTuple):
+    regressed: bool
+    passed_base: int
+    checked_base: int
+    passed_new: int
+    checked_new: int
+    p_value: float
+    flips: int  # seeds that passed in the baseline and fail now (reported; the decision uses the counts)
+
+
+def pass_rate_drop_test(base: Sequence[bool | None], new: Sequence[bool | None], *,
+                        alpha: float = ALPHA) -> PassRateTest:
+    """Did the share of seeds whose fit passes the reference check drop?
+
+    One-sided Fisher's exact test of the pass counts (baseline against now): exact given both sides'
+    totals, and it assumes nothing about how often an unchanged sampler fails the check. The gate's
+    earlier test counted pass -> fail flips and called more than the check's own 1 % false-alarm rate
+    explains a regression; that holds for a sampler that matches the posterior, but the centred model
+    at short settings fails the check on ~60 % of its seeds by its own bias, so a candidate whose
+    seeds draw other random numbers flipped seeds by chance: measured by ``nox -s power``, that test
+    alarmed on 50 % of unchanged centred reruns at 5 seeds and on all of them at 225, where this one
+    stays below alpha (results/power/POWER.md). Seeds unchecked on either side are left out.
+    """
+    if len(base) != len(new):
+        raise ValueError(f"base and new verdicts differ in length ({len(base)} vs {len(new)})")
+    b = [v for v in base if v is not None]
+    n = [v for v in new if v is not None]
+    pb, pn = sum(bool(v) for v in b), sum(bool(v) for v in n)
+    flips = sum(1 for x, y in zip(base, new) if x is True and y is False)
+    if not b or not n:
+        return PassRateTest(False, pb, len(b), pn, len(n), 1.0, flips)
+    p = float(stats.fisher_exact([[pb, len(b) - pb], [pn, len(n) - pn]], alternative="greater").pvalue)
+    return PassRateTest(p < alpha, pb, len(b), pn, len(n), p, flips)
+
