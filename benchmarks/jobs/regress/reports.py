@@ -10,7 +10,22 @@ import xml.etree.ElementTree as ET
 from .gate import CheckResult
 from .thresholds import ALPHA
 
-__all__ = ["junit_xml", "markdown_summary", "version_changes"]
+__all__ = ["junit_xml", "markdown_summary", "version_changes", "seed_ranges"]
+
+
+def seed_ranges(seeds: list[int]) -> str:
+    """[1, 2, 3, 5, 7, 8] -> '1–3, 5, 7–8'."""
+    out, run = [], []
+    for s in sorted(seeds):
+        if run and s == run[-1] + 1:
+            run.append(s)
+            continue
+        if run:
+            out.append(f"{run[0]}–{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [s]
+    if run:
+        out.append(f"{run[0]}–{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ", ".join(out)
 
 
 def junit_xml(results: list[CheckResult], *, properties: dict | None = None, time_s: float = 0.0) -> str:
@@ -64,7 +79,7 @@ def markdown_summary(results: list[CheckResult], baseline: dict, current: dict, 
     lines = [f"## PPL regression gate: {head}", ""]
     lines.append(f"Baseline `{baseline_path or baseline.get('name')}` (config `{baseline['config']['name']}`, "
                  f"made {baseline.get('created')}) vs now: {len(results)} checks, {len(failed)} failed, "
-                 f"{len(warned)} warnings; seeds {baseline['seeds']}; {current.get('wall_s', 0):.0f} s.")
+                 f"{len(warned)} warnings; seeds {seed_ranges(baseline['seeds'])}; {current.get('wall_s', 0):.0f} s.")
     lines.append("")
     if failed:
         lines.append("**Failed:**")
