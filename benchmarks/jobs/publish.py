@@ -34,7 +34,7 @@ SNAPSHOTS: dict[str, tuple[str, str]] = {
     "calibration": ("calibration", "CALIBRATION.md"),
     "tuning": ("tuning", "TUNING.md"),
     "notebook": ("notebook", "README.md"),
-    "reference": ("reference", "default.json"),
+    "reference": ("reference", "rubin-default.json"),
     "baselines": ("baselines", "ci.json"),
     "versions": ("versions", "VERSIONS.md"),
     "power": ("power", "POWER.md"),
