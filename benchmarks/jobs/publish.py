@@ -44,8 +44,9 @@ SNAPSHOTS: dict[str, tuple[str, str]] = {
 #: baseline or one release keeps the others
 MERGED = {"baselines", "versions"}
 #: never copied into the snapshot: the lock, staging folders, per-run record files (runs.json holds
-#: every record), per-run check files and worker logs
-SKIP = {".lock", "records", "checks", "latest"}
+#: every record), per-run check files, and a job's own store of runs (runs/, pools/: the records its
+#: summary is computed from, with draws; they stay with the run)
+SKIP = {".lock", "records", "checks", "latest", "runs", "pools"}
 
 
 def configure(p: argparse.ArgumentParser) -> None:
