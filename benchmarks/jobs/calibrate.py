@@ -19,8 +19,8 @@ import dataclasses
 import io
 import json
 import time
-from collections.abc import Callable
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +34,10 @@ from reference.check import DEFAULT_ALPHA, FUNCTIONAL_PROBS, bonferroni_threshol
 
 from ..engines import ENGINES
 from ..engines.base import Settings
+from ..runpath import Progress, ResultsStore, run_matrix
 from ..runpath.environment import environment, note_revision_drift
 from ..runpath.spec import RunSpec
 from ..runpath.store import read_checks
-from ..runpath import Progress, ResultsStore, run_matrix
 from .common import RUNS, RunOptions, add_run_options, executor_timeout, make_executor, plan_line
 
 
