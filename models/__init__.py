@@ -8,7 +8,7 @@ loaded on first use (PEP 562), so a command that needs only the bottom layer (``
 
 from __future__ import annotations
 
-import importlib
+from .lazy import lazy_exports
 
 #: public name -> the submodule that defines it
 _EXPORTS = {
@@ -24,13 +24,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'models' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
+from .base import Timings
 from .caches import compilation_cache_dir
 
 __all__ = ["jax", "COMPILE_EVENTS", "CompileLog", "compile_spans", "union_length", "compilation_cache_dir",
@@ -261,3 +263,25 @@ class ProgramCache:
     def clear(self) -> None:
         self._programs.clear()
         jax.clear_caches()
+
+
+def phase_timings(t0: float, built: float, warmed: float, sampled: float, warmup_compile: float,
+                  run_compile: float, cached: bool) -> Timings:
+    """The Timings of a JAX engine's run (NumPyro, BlackJAX): the warmup and sampling calls' wall time
+    less the JAX compile time inside each (``warmup_compile``, ``run_compile``), compile_s the model
+    build plus both compile times; ``t0`` the run's start, ``built`` the model built, ``warmed`` the
+    warmup done, ``sampled`` the draws done (perf_counter)."""
+    warmup_s = max(0.0, warmed - built - warmup_compile)
+    sampling_s = max(0.0, sampled - warmed - run_compile)
+    return Timings(compile_s=(built - t0) + warmup_compile + run_compile, inference_s=warmup_s + sampling_s,
+                   warmup_s=warmup_s, sampling_s=sampling_s, total_s=time.perf_counter() - t0,
+                   compile_cached=cached)
+
+
+def jax_manifest() -> dict:
+    """The JAX fields every JAX engine's manifest records."""
+    import jaxlib  # with JAX: optional, lazy
+
+    return {"jax_version": jax.__version__, "jaxlib_version": jaxlib.__version__,
+            "jax_enable_x64": bool(jax.config.jax_enable_x64), "backend": jax.default_backend()}
+

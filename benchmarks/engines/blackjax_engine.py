@@ -34,10 +34,12 @@ from ._jax_common import (
     chain_method_for,
     compile_spans,
     jax,
+    jax_manifest,
     jnp,
+    phase_timings,
     union_length,
 )
-from .base import COMPILED, REUSED, RunResult, Settings, Timings, base_manifest, check_problem, check_run_args
+from .base import COMPILED, REUSED, RunResult, Settings, base_manifest, check_problem, check_run_args
 from .convert import point_arrays, to_datatree, tree_depth_from_steps
 
 if jax is not None:  # models.jax_model is written in jax.numpy
@@ -151,7 +153,6 @@ class BlackJAXEngine:
     def run(self, problem: Problem, settings: Settings) -> RunResult:
         check_run_args(problem, settings)
         import blackjax  # optional: lazy
-        import jaxlib
 
         chain_method = chain_method_for(CHAIN_METHOD, settings.chains)
         key = _program_key(problem, settings, chain_method)
@@ -189,22 +190,10 @@ class BlackJAXEngine:
         sample_stats = {k: np.asarray(v) for k, v in stats.items()}
         sample_stats["tree_depth"] = tree_depth_from_steps(n_steps)
         draws = to_datatree(posterior, sample_stats, problem.data, problem.prior, "blackjax")
-        warmup_s = max(0.0, warmed - built - warmup_compile)
-        sampling_s = max(0.0, sampled - warmed - run_compile)
-        timings = Timings(
-            compile_s=(built - t0) + warmup_compile + run_compile,
-            inference_s=warmup_s + sampling_s,
-            warmup_s=warmup_s,
-            sampling_s=sampling_s,
-            total_s=time.perf_counter() - t0,
-            compile_cached=reused or spans.cached,
-        )
+        timings = phase_timings(t0, built, warmed, sampled, warmup_compile, run_compile, reused or spans.cached)
         manifest = base_manifest(
             self.name, self.ppl, blackjax.__version__, problem, settings,
-            jax_version=jax.__version__,
-            jaxlib_version=jaxlib.__version__,
-            jax_enable_x64=bool(jax.config.jax_enable_x64),
-            backend=jax.default_backend(),
+            **jax_manifest(),
             sampler="blackjax.nuts (multinomial, iterative; velocity Verlet)",
             adaptation=(f"blackjax.window_adaptation: Stan's windows, initial step size {INITIAL_STEP_SIZE}, "
                         f"target_acceptance_rate {settings.target_accept}"),

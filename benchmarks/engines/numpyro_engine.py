@@ -28,10 +28,12 @@ from ._jax_common import (
     chain_method_for,
     compile_spans,
     jax,
+    jax_manifest,
     jnp,
+    phase_timings,
     union_length,
 )
-from .base import COMPILED, REUSED, RunResult, Settings, Timings, base_manifest, check_problem, check_run_args
+from .base import COMPILED, REUSED, RunResult, Settings, base_manifest, check_problem, check_run_args
 from .convert import point_arrays, to_datatree, tree_depth_from_steps
 
 # How the chains run, a measured choice (results/tuning/TUNING.md, nox -s tune): "parallel" (pmap, one
@@ -127,7 +129,6 @@ class NumPyroEngine:
 
     def run(self, problem: Problem, settings: Settings) -> RunResult:
         check_run_args(problem, settings)
-        import jaxlib  # with NumPyro: optional, lazy
         import numpyro
 
         chain_method = chain_method_for(CHAIN_METHOD, settings.chains)
@@ -173,22 +174,10 @@ class NumPyroEngine:
             },
             problem.data, problem.prior, "numpyro",
         )
-        warmup_s = max(0.0, warmed - built - warmup_compile)
-        sampling_s = max(0.0, sampled - warmed - run_compile)
-        timings = Timings(
-            compile_s=(built - t0) + warmup_compile + run_compile,
-            inference_s=warmup_s + sampling_s,
-            warmup_s=warmup_s,
-            sampling_s=sampling_s,
-            total_s=time.perf_counter() - t0,
-            compile_cached=reused or spans.cached,
-        )
+        timings = phase_timings(t0, built, warmed, sampled, warmup_compile, run_compile, reused or spans.cached)
         manifest = base_manifest(
             self.name, self.ppl, numpyro.__version__, problem, settings,
-            jax_version=jax.__version__,
-            jaxlib_version=jaxlib.__version__,
-            jax_enable_x64=bool(jax.config.jax_enable_x64),
-            backend=jax.default_backend(),
+            **jax_manifest(),
             sampler="numpyro NUTS",
             init=INIT,
             mass_matrix="diagonal, adapted (Stan-style windowed adaptation)",

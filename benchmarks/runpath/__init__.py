@@ -13,7 +13,7 @@ rest before the worker has pinned its CPUs and started its watchdog.
 
 from __future__ import annotations
 
-import importlib
+from models.lazy import lazy_exports
 
 _EXPORTS = {
     "Done": "executors", "Executor": "executors", "SerialExecutor": "executors",
@@ -24,13 +24,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'benchmarks.runpath' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
