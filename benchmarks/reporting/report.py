@@ -79,10 +79,15 @@ def timing_line(run_dir: Path, records: list[dict]) -> str:
     path = run_dir / "timing.json"
     if path.exists():
         t = json.loads(path.read_text())["totals"]
-        return (f"matrix wall time {t['wall_s']:.1f} s = engine calls {t['engine_call_s']:.1f} s (failed calls "
+        line = (f"matrix wall time {t['wall_s']:.1f} s = engine calls {t['engine_call_s']:.1f} s (failed calls "
                 f"included) + diagnostics and reference checks {t['diagnostics_s']:.1f} s + harness overhead "
                 f"(everything else: set-up, records, tables) {t['harness_s']:.1f} s = "
                 f"{100 * t['harness_fraction']:.1f} % of the wall time (`timing.json`)")
+        if t.get("wall_over_budget"):
+            line += (f"; the engines' own time (warmup + sampling {t['inference_s']:.1f} s + one compile per "
+                     f"distinct program, {t['distinct_programs']} programs, {t['distinct_compile_s']:.1f} s) is "
+                     f"{t['budget_s']:.1f} s: wall / that = {t['wall_over_budget']:.2f}")
+        return line
     engine_s = sum(r.get("engine_call_s") or r.get("total_s") or 0 for r in records)
     harness_s = sum(r.get("harness_s") or 0 for r in records)
     diag_s = sum(r.get("diagnostics_s") or 0 for r in records)
