@@ -48,6 +48,28 @@ def _last(job: str) -> str:
     return "no earlier timing known here"
 
 
+def _runs(config: str) -> int | None:
+    """How many runs a matrix configuration names (its sections' products), read with the standard
+    library before anything is installed."""
+    import tomllib
+
+    try:
+        doc = tomllib.loads((ROOT / "benchmarks" / "configs" / config).read_text())
+    except (OSError, ValueError):
+        return None
+    defaults = {k: v for k, v in doc.items() if k != "section"}
+    total = 0
+    for table in (doc.get("section") or {"main": {}}).values():
+        merged = {**defaults, **table}
+        n = 1
+        for key, fallback in (("engines", 8), ("parameterizations", 2), ("priors", 1), ("data", 1),
+                              ("seeds", 3), ("draws", 1)):
+            value = merged.get(key)
+            n *= len(value) if isinstance(value, list) else (fallback if value is None else 1)
+        total += n
+    return total
+
+
 def _start(session: nox.Session, what: str, job: str | None = None) -> None:
     """The session's first line, before the environment is installed."""
     session.log(f"{what}" + (f"; {_last(job)}" if job else ""))
@@ -75,8 +97,8 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def compare(session: nox.Session) -> None:
     """The main job: every engine x centred/non-centred, 3 seeds, reference check: results/runs/compare/."""
-    _start(session, "compare: every engine x centred/non-centred x 3 seeds (48 runs) into results/runs/compare",
-           "compare")
+    _start(session, f"compare: every engine x centred/non-centred x 3 seeds ({_runs('compare.toml')} runs) into "
+                    "results/runs/compare", "compare")
     _install(session, "ppl")
     session.run("python", "-m", "benchmarks", "compare", *session.posargs, env=ENV)
 
@@ -84,7 +106,8 @@ def compare(session: nox.Session) -> None:
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """The full benchmark matrix (all presets, 5 seeds, draws varied, scaling in J): results/runs/bench/."""
-    _start(session, "bench: the full matrix of benchmarks/configs/bench.toml into results/runs/bench", "bench")
+    _start(session, f"bench: the full matrix of benchmarks/configs/bench.toml ({_runs('bench.toml')} runs) into "
+                    "results/runs/bench", "bench")
     _install(session, "ppl,dask")
     session.run("python", "-m", "benchmarks", "matrix", "benchmarks/configs/bench.toml", "--run-id", "bench",
                 "--latest", *session.posargs, env=ENV)
@@ -93,8 +116,14 @@ def bench(session: nox.Session) -> None:
 @nox.session(default=False)
 def sweep(session: nox.Session) -> None:
     """Centred vs non-centred across data informativeness (sigma_scale) and J: results/runs/sweep/."""
-    _start(session, "sweep: every engine x 2 parameterisations x sigma_scale x J x seeds into "
-                    "results/runs/sweep", "sweep")
+    import tomllib
+
+    cfg = tomllib.loads((ROOT / "benchmarks" / "configs" / "sweep.toml").read_text())
+    shape = (len(cfg.get("engines", [None] * 8)), len(cfg["parameterizations"]), len(cfg["sweep"]["sigma_scales"]),
+             len(cfg["sweep"]["data"]), len(cfg["seeds"]))
+    _start(session, f"sweep: {' x '.join(map(str, shape))} (engines x parameterisations x sigma_scales x J x "
+                    f"seeds) = {shape[0] * shape[1] * shape[2] * shape[3] * shape[4]} runs into results/runs/sweep",
+           "sweep")
     _install(session, "ppl,dask")
     session.run("python", "-m", "benchmarks", "sweep", *session.posargs, env=ENV)
 
@@ -150,7 +179,8 @@ def baseline(session: nox.Session) -> None:
 @nox.session(default=False)
 def regress(session: nox.Session) -> None:
     """Rerun a baseline's seeds; exit 1 on a regression. JUnit XML + markdown in results/runs/regress/."""
-    _start(session, "regress: rerun the committed ci baseline's seeds (pystan, numpyro) and gate against it")
+    _start(session, "regress: rerun the committed ci baseline's seeds (pystan, numpyro x 2 parameterisations x "
+                    "225 seeds: 900 short runs) and gate against it", "regress")
     _install(session, "ppl")
     args = session.posargs or ["--baseline", "results/baselines/ci.json"]
     session.run("python", "-m", "benchmarks", "regress", *args, env=ENV)
