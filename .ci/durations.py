@@ -1,6 +1,9 @@
 """Measure what a stranger waits for: the README's set-up line, `nox -s compare` and `nox -s tests`,
 cold (a fresh clone, an empty HOME: no pip, uv, httpstan, PyTensor, numba or JAX cache) and warm (the
-same command again), and the seconds to the first line of output of compare, regress and bench.
+same command again), and the seconds to the first line of output of compare, regress and bench; and
+check what the clone promises: `git status --porcelain` is empty afterwards, `nox -s notebook`
+succeeds, and after compare, tests and regress (three nox environments) every Stan program exists as
+one build on disk (httpstan's per-environment entries are hard links to the suite's store).
 
     python .ci/durations.py OUT_DIR [--repo PATH] [--skip-tests]
 
@@ -91,7 +94,17 @@ def scenario(repo: Path, root: Path, name: str, steps: list[tuple[str, str, bool
         print(f"{name} {label}: {out[label]['wall_s']} s (exit {out[label]['exit_status']})", flush=True)
     out["dirty_after"] = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True,
                                         text=True).stdout.splitlines()
+    out["stan_builds"] = stan_builds(home)
     return out
+
+
+def stan_builds(home: Path) -> dict:
+    """Compiled Stan programs under ``home``'s caches: httpstan's entries (one per program and
+    environment), the suite's store, and the distinct files on disk behind them (hard links count once)."""
+    entries = sorted((home / ".cache" / "httpstan").glob("*/models/*/*.so"))
+    stored = sorted((home / ".cache" / "eight-schools-ppl" / "httpstan").rglob("*.so"))
+    inodes = {(p.stat().st_dev, p.stat().st_ino) for p in entries + stored}
+    return {"httpstan_entries": len(entries), "store_entries": len(stored), "distinct_builds": len(inodes)}
 
 
 def main() -> int:
@@ -107,10 +120,12 @@ def main() -> int:
     try:
         result["scenarios"]["compare"] = scenario(a.repo, root, "compare", [
             ("cold", "nox -s compare", False), ("warm", "nox -s compare", False),
-            ("regress_first_line", "nox -s regress", True), ("bench_first_line", "nox -s bench", True)])
+            ("regress_first_line", "nox -s regress", True), ("bench_first_line", "nox -s bench", True),
+            ("notebook", "nox -s notebook", False)])
         if not a.skip_tests:
             result["scenarios"]["tests"] = scenario(a.repo, root, "tests", [
-                ("cold", "nox -s tests", False), ("warm", "nox -s tests", False)])
+                ("cold", "nox -s tests", False), ("warm", "nox -s tests", False),
+                ("compare", "nox -s compare", False), ("regress", "nox -s regress", False)])
     finally:
         shutil.rmtree(root, ignore_errors=True)
     a.out.mkdir(parents=True, exist_ok=True)
