@@ -28,10 +28,14 @@ def _compare_block(results: Path) -> str:
     if (run_dir / "timing.json").exists():
         t = json.loads((run_dir / "timing.json").read_text())["totals"]
         ok = [r for r in records if error_kind(r) is None]
+        reused = sum(bool(r.get("compile_reused")) for r in ok)
         cached = sum(bool(r.get("compile_cached")) for r in ok)
-        timing = (f" The matrix took {t['wall_s']:.0f} s of wall time ({t['engine_call_s']:.0f} s in engine calls, "
-                  f"harness overhead {100 * t['harness_fraction']:.1f} %); {cached} of {len(ok)} finished runs "
-                  "loaded every compiled program from a cache (PyMC's own sampler and nutpie compile each run).")
+        timing = f" The matrix took {t['wall_s']:.0f} s of wall time"
+        if t.get("wall_over_budget"):
+            timing += (f", {t['wall_over_budget']:.2f}× what the engines themselves need (warmup + sampling "
+                       f"{t['inference_s']:.0f} s + one compile per distinct program, {t['distinct_compile_s']:.0f} s)")
+        timing += (f"; {reused} of {len(ok)} finished runs reused a program compiled earlier in their worker, "
+                   f"{cached} compiled nothing.")
     return (f"From `results/compare/` ({machine_label(env)}, git "
             f"`{(env.get('git_revision') or '')[:12]}`); full report: "
             f"[results/compare/REPORT.md](results/compare/REPORT.md).{timing}\n\n" + table_markdown(records))

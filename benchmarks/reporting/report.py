@@ -79,6 +79,10 @@ def timing_line(run_dir: Path, records: list[dict]) -> str:
     path = run_dir / "timing.json"
     if path.exists():
         t = json.loads(path.read_text())["totals"]
+        if (t.get("parallel") or 1) > 1:
+            return (f"matrix wall time {t['wall_s']:.1f} s with {t['parallel']} runs at a time (Dask workers): engine "
+                    f"calls {t['engine_call_s']:.1f} s and diagnostics and reference checks {t['diagnostics_s']:.1f} s "
+                    f"summed over the workers (`timing.json`)")
         line = (f"matrix wall time {t['wall_s']:.1f} s = engine calls {t['engine_call_s']:.1f} s (failed calls "
                 f"included) + diagnostics and reference checks {t['diagnostics_s']:.1f} s + harness overhead "
                 f"(everything else: set-up, records, tables) {t['harness_s']:.1f} s = "
