@@ -6,7 +6,8 @@ code   meaning
 0      success; for a check or a gate, PASS
 1      a FAIL verdict (``python -m reference check``) or a regression (``benchmarks regress``) only
 2      unusable input: one line on stderr naming the field and the value
-3      internal error: one line on stderr, the traceback kept in a log file whose path it names
+3      internal error, or the one engine run a command asked for failed (crashed, timed out): one
+       line on stderr, the traceback kept in a log file whose path it names
 =====  ==========================================================================================
 
 Nothing exits 1 by accident: :func:`run_cli` turns every exception that is not a
@@ -22,7 +23,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["UsageError", "EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "EXIT_INTERNAL", "run_cli", "cache_root",
+__all__ = ["UsageError", "EngineFailure", "EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "EXIT_INTERNAL", "run_cli", "cache_root",
            "log_dir"]
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -31,6 +32,12 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 class UsageError(ValueError):
     """Input the suite cannot use (a data file, a prior text, a flag, a configuration, a path);
     the message names the field and the value. Every command exits 2 on it."""
+
+
+class EngineFailure(RuntimeError):
+    """The engine run a command exists to make failed (an error inside the PPL, a crash of its worker,
+    the time limit): exit 3 like an internal error, but the line says what failed instead of calling
+    it a bug of the suite."""
 
 
 def cache_root() -> Path:
@@ -68,6 +75,10 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
     except UsageError as e:
         print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
+    except EngineFailure as e:
+        where = _log_traceback(prog, argv)
+        print(f"{prog}: {_one_line(e)}" + (f" (details in {where})" if where else ""), file=sys.stderr)
+        return EXIT_INTERNAL
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from models.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UsageError, run_cli
+from models.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, EngineFailure, UsageError, run_cli
 
 
 def _py(*args, env=None, timeout=300):
@@ -27,6 +27,19 @@ def test_an_internal_error_is_exit_3_one_line_and_a_logged_traceback(tmp_path, m
     assert len(err) == 1 and "internal error: RuntimeError: a bug" in err[0] and "traceback in" in err[0]
     (log,) = (tmp_path / "logs").glob("prog-*.log")
     assert "Traceback (most recent call last)" in log.read_text() and "with a second line" in log.read_text()
+
+
+def test_a_failed_engine_run_is_exit_3_named_as_such_not_as_a_bug(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EIGHT_SCHOOLS_CACHE", str(tmp_path))
+
+    def timed_out(argv):
+        raise EngineFailure("pymc failed (timeout): run exceeded the per-run limit of 2 s\nengine traceback")
+
+    assert run_cli(timed_out, [], prog="prog") == EXIT_INTERNAL
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("prog: pymc failed (timeout)") and "internal error" not in line and "details in" in line
+    (log,) = (tmp_path / "logs").glob("prog-*.log")
+    assert "engine traceback" in log.read_text()
 
 
 def test_usage_errors_are_exit_2_and_never_1(capsys):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import arviz_stats as azs
 
-from models.errors import UsageError
+from models.errors import EngineFailure, UsageError
 from models.files import write_bytes
 from models.problem import PARAMETERIZATIONS
 
@@ -87,7 +87,7 @@ def main(a: argparse.Namespace) -> int:
         if rec.get("error_kind") == "unavailable":
             raise UsageError(f"--engine = {a.engine!r}: {rec['error']}")
         tb = (done.reply or {}).get("record", {}).get("traceback")
-        raise RuntimeError(f"{a.engine} failed ({rec.get('error_kind')}): {rec['error']}"
+        raise EngineFailure(f"{a.engine} failed ({rec.get('error_kind')}): {rec['error']}"
                            + (f"\n{tb}" if tb else ""))
     draws = draws_from_b64(done.reply["draws_nc"])
     names = [v for v in ("mu", "tau", "theta") if v in draws["posterior"].data_vars]
