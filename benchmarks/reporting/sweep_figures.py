@@ -195,9 +195,9 @@ def ess_per_grad(view: SweepView) -> Figure:
     return fig
 
 
-def check_rate(view: SweepView) -> Figure:
-    """Fraction of seeds whose fit passes the reference check, against sigma_scale."""
-    fig, axes = _panels(view, height=2.7)
+def _rate_lines(view: SweepView, axes, value, aggregate):
+    """Per engine panel: its title and axis, then one line per parameterisation and J of ``aggregate``
+    over seeds of ``value(record)``, dodged sideways; yields each panel that has runs, for its own styling."""
     for ax, engine in zip(axes, view.engines):
         ax.set_title(engine, loc="left", fontweight="bold")
         _scale_axis(ax, view.scales)
@@ -206,11 +206,18 @@ def check_rate(view: SweepView) -> Figure:
         k = 0
         for i, J in enumerate(view.Js):
             for p in PARAMS:
-                xs, vals, _ = _series(view, engine, p, J, lambda r: float(bool(r.get("check_passed"))))
+                xs, vals, _ = _series(view, engine, p, J, value)
                 dodge = DODGE[k % len(DODGE)]
                 k += 1
-                ax.plot([s * dodge for s in xs], [np.mean(v) for v in vals], color=PARAM_COLOUR[p], lw=1.6, ms=5,
+                ax.plot([s * dodge for s in xs], [aggregate(v) for v in vals], color=PARAM_COLOUR[p], lw=1.6, ms=5,
                         **J_STYLE[i])
+        yield ax
+
+
+def check_rate(view: SweepView) -> Figure:
+    """Fraction of seeds whose fit passes the reference check, against sigma_scale."""
+    fig, axes = _panels(view, height=2.7)
+    for ax in _rate_lines(view, axes, lambda r: float(bool(r.get("check_passed"))), np.mean):
         ax.axhline(NOMINAL_PASS, color="0.3", lw=0.8, ls=":")
         ax.set_ylim(-0.06, 1.06)
         ax.grid(alpha=0.3)
@@ -228,20 +235,8 @@ def check_rate(view: SweepView) -> Figure:
 def divergence_rate(view: SweepView) -> Figure:
     """Divergent transitions per post-warmup draw against sigma_scale (median over seeds)."""
     fig, axes = _panels(view, height=2.7)
-    for ax, engine in zip(axes, view.engines):
-        ax.set_title(engine, loc="left", fontweight="bold")
-        _scale_axis(ax, view.scales)
-        if _failed_panel(ax, view, engine):
-            continue
-        k = 0
-        for i, J in enumerate(view.Js):
-            for p in PARAMS:
-                xs, vals, _ = _series(view, engine, p, J,
-                                      lambda r: (r.get("divergences") or 0) / r["n_draws"] if r.get("n_draws") else None)
-                dodge = DODGE[k % len(DODGE)]
-                k += 1
-                ax.plot([s * dodge for s in xs], [np.median(v) for v in vals], color=PARAM_COLOUR[p], lw=1.6, ms=5,
-                        **J_STYLE[i])
+    for ax in _rate_lines(view, axes, lambda r: (r.get("divergences") or 0) / r["n_draws"] if r.get("n_draws") else None,
+                          np.median):
         ax.set_yscale("symlog", linthresh=DIV_LINTHRESH, linscale=0.5)
         ax.yaxis.set_major_locator(FixedLocator([0, 1e-3, 1e-2, 1e-1, 1]))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: "0" if y == 0 else f"{y:.1%}".replace(".0%", "%")))
