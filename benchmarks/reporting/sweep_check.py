@@ -93,7 +93,7 @@ def _per_scale_lines(view: SweepView) -> list[str]:
     lines += ["", "Pooled over every sigma_scale and J:", "",
               "| engine | centred sound: pass | centred divergent/unconverged: flagged | non-centred sound: pass | "
               "non-centred divergent/unconverged: flagged |", "|---|---|---|---|---|"]
-    for key, t in totals.items():
+    for key, t in sorted(totals.items(), key=lambda kv: kv[0] == "**all engines**"):  # the total last
         rates = [clopper_pearson(t[2 * i], t[2 * i + 1]) for i in range(4)]
         lines.append(f"| {key} | {_pass(rates[0])} | {rates[1].text()} | {_pass(rates[2])} | {rates[3].text()} |")
     return lines
