@@ -92,7 +92,7 @@ def _matrix(tmp_path: Path, *args: str, env: dict | None = None, wait: bool = Tr
     full_env = {**os.environ, **(env or {})}
     if wait:
         return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=600)
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=full_env)  # nobody reads them
 
 
 def test_kill_9_of_the_matrix_leaves_no_process_and_resume_loses_and_duplicates_nothing(tmp_path, fakes):
