@@ -1,10 +1,13 @@
 """The configuration search behind the "within 1.2x of the best configuration" goal (nox -s tune)."""
 
+import platform
+
 import pytest
 from conftest import require_engine
 
 from benchmarks.engines.base import Settings
 from benchmarks.jobs import tune as tuning
+from benchmarks.jobs.common import RunOptions
 from benchmarks.runpath.worker import _apply_overrides
 
 
@@ -56,3 +59,20 @@ def test_cold_environment_moves_every_compile_cache(tmp_path):
     assert env["HOME"] == str(tmp_path) and env["XDG_CACHE_HOME"].startswith(str(tmp_path))
     assert str(tmp_path) in env["PYTENSOR_FLAGS"] and env["NUMBA_CACHE_DIR"].startswith(str(tmp_path))
     assert env["JAX_COMPILATION_CACHE_DIR"] == ""  # unset: EIGHT_SCHOOLS_CACHE (under tmp_path) decides
+
+
+def test_tune_on_a_local_cluster_runs_every_configuration_and_round_once(tmp_path, fakes):
+    """--workers N: each (configuration, round) and the cold start is one Dask task that starts its own
+    fresh worker process; the client gathers the same measurements the in-process order makes, each
+    naming the machine that measured it."""
+    pytest.importorskip("distributed")
+    res = tuning.run_tuning(tmp_path, engines=["fake-ok"], seeds=2, rounds=2, cold=True,
+                            settings=Settings(chains=2, warmup=50, draws=50), progress=lambda *_: None,
+                            options=RunOptions(timeout=None, workers=2))
+    e = res["engines"]["fake-ok"]
+    assert [len(c["runs"]) for c in e["configs"]] == [4] and e["configs"][0]["errors"] == []
+    assert e["configs"][0]["hosts"] == [platform.node()] and res["hosts"] == [platform.node()]
+    assert len(e["cold"]["runs"]) == 1 and e["cold"]["runs"][0]["seed"] == 1
+    # 2 rounds x (one discarded warm run + 2 seeds) + the cold start, each engine call exactly once
+    assert len(fakes.read_text().splitlines()) == 2 * (1 + 2) + 1
+    assert "Timings from" not in (tmp_path / "TUNING.md").read_text()  # one machine: no caveat

@@ -13,6 +13,11 @@ visited in ``rounds`` rounds, the order reversed each round, so slow drift of th
 favour one of them. The goal: the shipped configuration's median within ``GOAL_RATIO`` of the best
 median found. A configuration that fails is recorded with its error.
 
+On a cluster (``--workers N`` / ``--scheduler``) every (configuration, round) is one Dask task, holding its
+worker's cores alone like a run; the task starts the configuration's fresh worker process there, in a
+results folder of its own (the client writes tuning.json alone). Each timing names the machine that
+measured it; TUNING.md says when they come from more than one.
+
 Cold start: each engine once more, as shipped, in a worker whose every compile cache is empty (a
 fresh ``HOME``, so httpstan's and PyTensor's caches, numba's and JAX's persistent cache all start
 empty), with no discarded run: its ``compile_s`` is the cold number beside the warm medians.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import platform
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,9 +42,9 @@ from ..engines import ENGINES
 from ..engines.base import Settings
 from ..runpath import ResultsStore, RunSpec, SerialExecutor, run_matrix
 from ..runpath.environment import environment, note_revision_drift
-from .common import RUNS
+from .common import RUNS, RunOptions, make_executor
 
-__all__ = ["HELP", "configure", "main", "CANDIDATES", "Config", "summarize", "cold_env", "run_tuning"]
+__all__ = ["HELP", "configure", "main", "CANDIDATES", "Config", "summarize", "cold_env", "run_tuning", "tune_task"]
 
 HELP = "time each engine's shipped configuration against its PPL's alternatives"
 
@@ -148,11 +154,38 @@ def run_config(store: ResultsStore, engine: str, config: Config, section: str, s
 
     with SerialExecutor(timeout_s=timeout_s, env=config.env, overrides=config.overrides) as ex:
         run_matrix(specs, store, ex, on_record=collect)
+    out["host"] = platform.node()
     return out
 
 
+def tune_task(engine: str, config: Config | None, section: str, seeds: list[int], settings: Settings,
+              warm: bool = True) -> dict:
+    """One (configuration, round) where it runs (this process or a Dask worker): its fresh worker
+    process in a results folder of its own. ``config`` None: the cold start (every cache empty)."""
+    with tempfile.TemporaryDirectory(prefix="eight-schools-tune-") as tmp:
+        if config is None:
+            config = Config("cold caches", env=cold_env(Path(tmp) / "home"))
+        with ResultsStore.open(Path(tmp) / "runs", resume=False, what="tune runs") as store:
+            return run_config(store, engine, config, section, seeds, settings, warm=warm)
+
+
+def _jobs(engines: list[str], rounds: int, seeds: list[int], settings: Settings, cold: bool) -> list[tuple]:
+    """(engine, config index or None for the cold start, task arguments): every configuration in every
+    round, the order reversed each round so slow drift of the machine favours none of them."""
+    jobs = []
+    for engine in engines:
+        configs = [Config("as shipped"), *CANDIDATES.get(engine, [])]
+        for r in range(rounds):
+            for i in (range(len(configs)) if r % 2 == 0 else reversed(range(len(configs)))):
+                jobs.append((engine, i, (engine, configs[i], f"tune-{engine}-c{i}-r{r}", seeds, settings)))
+        if cold:
+            jobs.append((engine, None, (engine, None, f"tune-{engine}-cold", [1], settings, False)))
+    return jobs
+
+
 def run_tuning(outdir: Path, *, engines: list[str] | None = None, seeds: int = 3, rounds: int = 2,
-               settings: Settings | None = None, cold: bool = True, progress=print) -> dict:
+               settings: Settings | None = None, cold: bool = True, progress=print,
+               options: RunOptions | None = None) -> dict:
     engines = engines or list(ENGINES)
     settings = settings or Settings()
     seed_list = list(range(1, seeds + 1))
@@ -162,35 +195,47 @@ def run_tuning(outdir: Path, *, engines: list[str] | None = None, seeds: int = 3
                     "problem": "rubin, default prior, noncentered", "measure": "inference_s (warmup + draws wall "
                     "time, compile excluded): median over rounds x seeds", "engines": {}}
     outdir = Path(outdir)
-    with ResultsStore.open(outdir / "runs", resume=True, what="tune runs") as store:
-        store.clear()
-        for engine in engines:
-            configs = [Config("as shipped"), *CANDIDATES.get(engine, [])]
-            collected = [{**asdict(c), "runs": [], "errors": []} for c in configs]
-            for r in range(rounds):
-                order = range(len(configs)) if r % 2 == 0 else reversed(range(len(configs)))
-                for i in order:
-                    out = run_config(store, engine, configs[i], f"tune-{engine}-c{i}-r{r}", seed_list, settings)
-                    collected[i]["runs"] += out["runs"]
-                    collected[i]["errors"] += out["errors"]
-                    for k in ("parallel", "threads", "backend"):
-                        if k in out:
-                            collected[i][k] = out[k]
-                    progress(f"tune {engine} round {r + 1}: {configs[i].label}: "
-                             + ("; ".join(dict.fromkeys(out["errors"])) if out["errors"] else
-                                ", ".join(f"{x['inference_s']:.3f}" for x in out["runs"]) + " s"))
-            if all(e.startswith("unavailable") for c in collected for e in c["errors"]) and \
-                    not any(c["runs"] for c in collected):
-                result["engines"][engine] = {"error": collected[0]["errors"][0]}
+    jobs = _jobs(engines, rounds, seed_list, settings, cold)
+    options = options or RunOptions()
+    if options.workers is not None or options.scheduler:
+        executor = make_executor(options)
+        try:
+            progress(f"tune: {len(jobs)} configurations x rounds, {executor.describe()}")
+            outs = executor.map_plain(tune_task, [args for _, _, args in jobs])
+        finally:
+            executor.close()
+    else:
+        outs = []
+        for engine, i, args in jobs:
+            outs.append(tune_task(*args))
+            label = args[1].label if i is not None else "cold start"
+            progress(f"tune {engine}: {label}: " + ("; ".join(dict.fromkeys(outs[-1]["errors"])) or
+                                                    ", ".join(f"{x['inference_s']:.3f}" for x in outs[-1]["runs"]) + " s"))
+    hosts = sorted({o.get("host") for o in outs if o.get("host")})
+    for engine in engines:
+        configs = [Config("as shipped"), *CANDIDATES.get(engine, [])]
+        collected = [{**asdict(c), "runs": [], "errors": [], "hosts": []} for c in configs]
+        cold_out = None
+        for (e, i, _), out in zip(jobs, outs):
+            if e != engine:
                 continue
-            result["engines"][engine] = {"configs": collected, **summarize(collected)}
-            if cold:
-                with tempfile.TemporaryDirectory(prefix="eight-schools-cold-") as tmp:
-                    out = run_config(store, engine, Config("cold caches", env=cold_env(Path(tmp))),
-                                     f"tune-{engine}-cold", [1], settings, warm=False)
-                result["engines"][engine]["cold"] = {"error": out["errors"][0]} if out["errors"] else out
-                progress(f"tune {engine} cold start: " + (out["errors"][0] if out["errors"] else
-                                                          f"compile {out['runs'][0]['compile_s']:.2f} s"))
+            if i is None:
+                cold_out = out
+                continue
+            collected[i]["runs"] += out["runs"]
+            collected[i]["errors"] += out["errors"]
+            collected[i]["hosts"] = sorted(set(collected[i]["hosts"]) | {out.get("host")} - {None})
+            for k in ("parallel", "threads", "backend"):
+                if k in out:
+                    collected[i][k] = out[k]
+        if all(e.startswith("unavailable") for c in collected for e in c["errors"]) and \
+                not any(c["runs"] for c in collected):
+            result["engines"][engine] = {"error": collected[0]["errors"][0]}
+            continue
+        result["engines"][engine] = {"configs": collected, **summarize(collected)}
+        if cold_out is not None:
+            result["engines"][engine]["cold"] = {"error": cold_out["errors"][0]} if cold_out["errors"] else cold_out
+    result["hosts"] = hosts
     result["environment"] = note_revision_drift(env)
     write_json(outdir / "tuning.json", result)
     write_text(outdir / "TUNING.md", render_markdown(result))
@@ -213,6 +258,9 @@ def render_markdown(r: dict) -> str:
         "process after one discarded run. Goal the configuration each engine ships with within "
         f"{r['goal_ratio']:g}× of the best one found.",
         "",
+        *([f"**Timings from {len(r['hosts'])} machines** ({', '.join(r['hosts'])}): a ratio between configurations "
+           "measured on different machines compares the machines too; each configuration's machines are in "
+           "tuning.json.", ""] if len(r.get("hosts") or []) > 1 else []),
         "| engine | configuration | what ran | inference s, median [IQR] | compile s | × best | runs |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -261,6 +309,10 @@ def configure(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-start run of each engine")
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, help="run the configurations on a Dask LocalCluster of N single-threaded "
+                                               "workers (each holds its share of the cores alone)")
+    g.add_argument("--scheduler", help="run the configurations on an existing Dask cluster (tcp://HOST:PORT)")
 
 
 def main(a: argparse.Namespace) -> int:
@@ -270,6 +322,9 @@ def main(a: argparse.Namespace) -> int:
             raise UsageError(f"--engines: engine = {e!r} is unknown; engines: {', '.join(ENGINES)}")
     if a.seeds < 1 or a.rounds < 1:
         raise UsageError(f"--seeds = {a.seeds}, --rounds = {a.rounds}: both must be >= 1")
-    res = run_tuning(a.out, engines=engines, seeds=a.seeds, rounds=a.rounds, cold=not a.no_cold)
+    if a.workers is not None and a.workers < 1:
+        raise UsageError(f"--workers = {a.workers}: must be >= 1")
+    res = run_tuning(a.out, engines=engines, seeds=a.seeds, rounds=a.rounds, cold=not a.no_cold,
+                     options=RunOptions(timeout=None, workers=a.workers, scheduler=a.scheduler))
     print(render_markdown(res))
     return 0
