@@ -149,7 +149,7 @@ def calibrate(session: nox.Session) -> None:
 def tune(session: nox.Session) -> None:
     """Time each engine's shipped configuration against its PPL's alternatives: results/runs/tuning/."""
     _start(session, "tune: every engine's configurations, 2 rounds x 3 seeds, into results/runs/tuning", "tuning")
-    _install(session, "ppl")
+    _install(session, "ppl,dask")
     session.run("python", "-m", "benchmarks", "tune", *session.posargs, env=ENV)
 
 
