@@ -255,7 +255,7 @@ def render_markdown(r: dict) -> str:
         "",
         f"Problem: {r['problem']}, {s['chains']} chains × ({s['warmup']} warmup + {s['draws']} draws). "
         f"Measure: {r['measure']}; seeds {r['seeds']}, {r['rounds']} rounds, each configuration in a fresh "
-        "process after one discarded run. Goal the configuration each engine ships with within "
+        "process after one discarded run. Goal: the configuration each engine ships with within "
         f"{r['goal_ratio']:g}× of the best one found.",
         "",
         *([f"**Timings from {len(r['hosts'])} machines** ({', '.join(r['hosts'])}): a ratio between configurations "
