@@ -126,7 +126,7 @@ class DaskExecutor:
     def describe(self) -> str:
         info = self.client.scheduler_info()["workers"]
         hosts = sorted({w.get("host", "?") for w in info.values()})
-        where = f"LocalCluster of {len(info)} workers on this machine" if self.cluster else \
+        where = f"LocalCluster of {len(info)} worker{'s' if len(info) != 1 else ''} on this machine" if self.cluster else \
             f"cluster at {self.scheduler}: {len(info)} workers on {len(hosts)} machines"
         return (f"on Dask ({where}), one run per worker at a time"
                 + (", each worker's run pinned to its share of this machine's CPUs" if self.cluster else ""))
