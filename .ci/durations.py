@@ -80,14 +80,30 @@ def shell(cmd: str, cwd: Path, env: dict, *, stop_after_plan: bool = False) -> d
             "first_own_line_s": plan, "exit_status": rc, "tail": tail}
 
 
+#: variables that point a tool at a cache or an environment of this session: a stranger has none of them
+NOT_INHERITED = ("VIRTUAL_ENV", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "UV_CACHE_DIR",
+                 "PIP_CACHE_DIR", "NUMBA_CACHE_DIR", "PYTENSOR_FLAGS", "JAX_COMPILATION_CACHE_DIR",
+                 "EIGHT_SCHOOLS_CACHE", "PYTHONPATH", "CMDSTAN", "NOX_DEFAULT_VENV_BACKEND")
+
+
+def stranger_env(home: Path) -> dict:
+    """This shell's environment as a user's own would be (their proxy, certificates and package index
+    settings stay), with an empty HOME, no cache or virtual environment of this session, and no
+    activated venv on PATH (so the set-up line finds Python 3.12 the way the README says)."""
+    env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED and not k.startswith("NOX_")}
+    venv = os.environ.get("VIRTUAL_ENV")
+    if venv:
+        env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                      if Path(p).resolve() != (Path(venv) / "bin").resolve())
+    env.update(HOME=str(home), LANG="C.UTF-8", TERM="dumb")
+    return env
+
+
 def scenario(repo: Path, root: Path, name: str, steps: list[tuple[str, str, bool]]) -> dict:
     home, clone = root / f"home-{name}", root / f"clone-{name}"
     home.mkdir()
     subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
-    env = {"HOME": str(home), "PATH": os.environ["PATH"], "LANG": "C.UTF-8", "TERM": "dumb"}
-    for k in ("PYENV_ROOT",):
-        if k in os.environ:
-            env[k] = os.environ[k]
+    env = stranger_env(home)
     out = {"setup": shell(SETUP, clone, env)}
     for label, cmd, stop in steps:
         out[label] = shell(cmd, clone, env, stop_after_plan=stop)
