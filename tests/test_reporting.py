@@ -297,3 +297,13 @@ def test_exact_overlay_data_follows_the_sigma_scale_of_the_data_spec():
     scaled = figures._data("rubin:sigma_scale=0.5")
     assert scaled.y == RUBIN.y and np.allclose(scaled.sigma_array, 0.5 * RUBIN.sigma_array)
     assert figures._data("synthetic:J=64") is None
+
+
+@pytest.mark.parametrize("reason", [
+    "no CmdStan install found (install: python -m cmdstanpy.install_cmdstan, or set CMDSTAN)",
+    "no CmdStan install found: install CmdStan with python -m cmdstanpy.install_cmdstan",
+])
+def test_a_figure_names_an_unavailable_engine_by_the_reasons_first_clause(reason):
+    """Not a clause cut in two ("no CmdStan install found (install")."""
+    rec = {"engine": "cmdstanpy", "error_kind": "unavailable", "error": f"unavailable: {reason}"}
+    assert figures.why_failed([rec]) == "unavailable: no CmdStan install found"

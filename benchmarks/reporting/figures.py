@@ -12,6 +12,7 @@ no global backend switch, nothing left open.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections import Counter
 from dataclasses import dataclass
@@ -95,8 +96,8 @@ def why_failed(runs: list[dict]) -> str:
         return "no runs"
     if f.kind == "known-break":
         return f"failed: known upstream break ({issue_name(f.link)})" if f.link else "failed: known upstream break"
-    if f.kind == "unavailable":  # "no CmdStan install found: install it with ..." -> its first clause
-        return f"unavailable: {brief(f.reason.split(': ')[0], 48)}"
+    if f.kind == "unavailable":  # "no CmdStan install found (install: ...)" -> its first clause
+        return f"unavailable: {brief(re.split(r': | [(]', f.reason, maxsplit=1)[0], 48)}"
     return f"{LONG[f.kind]}: {brief(f.reason, 48)}"
 
 
