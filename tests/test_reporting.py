@@ -307,3 +307,16 @@ def test_a_figure_names_an_unavailable_engine_by_the_reasons_first_clause(reason
     """Not a clause cut in two ("no CmdStan install found (install")."""
     rec = {"engine": "cmdstanpy", "error_kind": "unavailable", "error": f"unavailable: {reason}"}
     assert figures.why_failed([rec]) == "unavailable: no CmdStan install found"
+
+
+def test_the_durations_block_states_cold_warm_and_first_lines(tmp_path):
+    run = lambda wall, first=None, own=None: {"wall_s": wall, "first_output_s": first, "first_own_line_s": own}  # noqa: E731
+    write_json(tmp_path / "durations" / "durations.json", {
+        "cpu": "AMD EPYC", "cores": 2, "git_revision": "0123456789abcdef",
+        "scenarios": {"compare": {"setup": run(6.5), "cold": run(148.0, 0.2, 60.1), "warm": run(62.2, 0.2, 4.0),
+                                  "regress_first_line": run(5.8, 0.3, 5.7), "bench_first_line": run(5.9, 0.3, 5.8)},
+                      "tests": {"setup": run(6.6), "cold": run(1500.0), "warm": run(700.0)}}})
+    text = readme._durations_block(tmp_path)
+    assert "`nox -s compare` cold 2.5 min, warm 62 s" in text and "`nox -s tests` cold 25.0 min, warm 11.7 min" in text
+    assert "before any install): compare 0.2 s (cold), regress 0.3 s, bench 0.3 s" in text
+    assert "after its install: compare 60.1 s (cold), regress 5.7 s, bench 5.8 s" in text

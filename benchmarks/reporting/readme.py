@@ -65,16 +65,18 @@ def _durations_block(results: Path) -> str:
     def wall(sc: dict, k: str) -> str:
         return _fmt_s((sc.get(k) or {}).get("wall_s"))
 
-    def first(sc: dict, k: str) -> str:
-        v = (sc.get(k) or {}).get("first_own_line_s")
+    def first(sc: dict, k: str, field: str = "first_own_line_s") -> str:
+        v = (sc.get(k) or {}).get(field)
         return "—" if v is None else f"{v:.1f} s"
 
     return (f"Measured by `nox -s durations` on {d['cpu']} ({d['cores']} cores), git `{d['git_revision'][:12]}`, "
             "each in a fresh clone with an empty HOME (cold: every download and compile cache empty; warm: the "
             f"same command again): set-up line {wall(c, 'setup')}; `nox -s compare` cold {wall(c, 'cold')}, warm "
-            f"{wall(c, 'warm')}; `nox -s tests` cold {wall(t, 'cold')}, warm {wall(t, 'warm')}. First line of "
-            f"their own after nox's: compare {first(c, 'cold')} (cold), regress {first(c, 'regress_first_line')}, "
-            f"bench {first(c, 'bench_first_line')}.")
+            f"{wall(c, 'warm')}; `nox -s tests` cold {wall(t, 'cold')}, warm {wall(t, 'warm')}. First output (the "
+            f"session's plan line, before any install): compare {first(c, 'cold', 'first_output_s')} (cold), regress "
+            f"{first(c, 'regress_first_line', 'first_output_s')}, bench {first(c, 'bench_first_line', 'first_output_s')}; "
+            f"the job's own first line, after its install: compare {first(c, 'cold')} (cold), regress "
+            f"{first(c, 'regress_first_line')}, bench {first(c, 'bench_first_line')}.")
 
 
 def _section(text: str, heading: str) -> str:
