@@ -7,8 +7,8 @@ one build on disk (httpstan's per-environment entries are hard links to the suit
 
     python .ci/durations.py OUT_DIR [--repo PATH] [--skip-tests]
 
-Writes OUT_DIR/durations.json and OUT_DIR/DURATIONS.md (`nox -s durations`; `nox -s publish --
-durations` copies them into results/durations/ and the README). Each scenario runs in its own clone
+Writes OUT_DIR/durations.json (`nox -s durations`; `nox -s publish --
+durations` copies it into results/durations/ and renders it in the README). Each scenario runs in its own clone
 with its own empty HOME, so the cold numbers of one are not warmed by another.
 """
 
