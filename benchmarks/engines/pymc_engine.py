@@ -88,6 +88,14 @@ def pytensor_manifest() -> dict:
     }
 
 
+def sample_args(settings: Settings, cores: int) -> dict:
+    """The ``pm.sample`` arguments every PyMC-driven engine shares: the suite's Settings, no progress
+    bar or console output, and no convergence checks (the suite computes its own diagnostics)."""
+    return {"draws": settings.draws, "tune": settings.warmup, "chains": settings.chains, "cores": cores,
+            "random_seed": settings.seed, "progressbar": False, "quiet": True,
+            "compute_convergence_checks": False}
+
+
 class PyMCEngine:
     name = "pymc"
     ppl = "pymc"
@@ -125,11 +133,7 @@ class PyMCEngine:
         early_max_treedepth = min(EARLY_MAX_TREEDEPTH, settings.max_treedepth)
         with model:
             idata = pm.sample(
-                draws=settings.draws,
-                tune=settings.warmup,
-                chains=settings.chains,
-                cores=cores,
-                random_seed=settings.seed,
+                **sample_args(settings, cores),
                 init=INIT,
                 nuts_sampler="pymc",
                 compile_kwargs={"mode": COMPILE_MODE} if COMPILE_MODE else None,
@@ -139,9 +143,6 @@ class PyMCEngine:
                     "early_max_treedepth": early_max_treedepth,
                 },
                 discard_tuned_samples=False,  # the tuning draws' timestamps time the warmup
-                compute_convergence_checks=False,
-                progressbar=False,
-                quiet=True,
             )
         entry[1] += 1
         first_draw, inference_s, warmup_s, sampling_s = _phase_times(

@@ -302,16 +302,9 @@ def _run_pm_sample(spec: Sampler, problem: Problem, settings: Settings) -> RunRe
         try:
             with model:
                 idata = pm.sample(
-                    draws=settings.draws,
-                    tune=settings.warmup,
-                    chains=settings.chains,
-                    cores=cores,
-                    random_seed=settings.seed,
+                    **pymc_engine.sample_args(settings, cores),
                     nuts_sampler=spec.name,
                     nuts=dict(nuts),
-                    progressbar=False,
-                    quiet=True,
-                    compute_convergence_checks=False,
                 )
         except Exception as e:
             e.add_note(f"{spec.engine}: pm.sample(nuts_sampler={spec.name!r}) with PyMC {pm.__version__}, "
