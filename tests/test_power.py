@@ -12,7 +12,7 @@ from benchmarks.engines.base import Settings
 from benchmarks.jobs.power.analyse import TARGET_DROP, n_within, requirement, wall_estimate
 from benchmarks.jobs.power.command import LEVELS, cli, parse_variant
 from benchmarks.jobs.power.inject import drop_ess, scale_divergences, shift_draws
-from benchmarks.jobs.power.report import markdown
+from benchmarks.jobs.power.report import _bias_bound, markdown
 from benchmarks.jobs.power.resample import (
     Levels,
     PoolRun,
@@ -241,3 +241,13 @@ def test_report_only_rerenders_and_quotes_the_measured_baseline(tmp_path):
     assert f"ran this configuration's {len(ci.seeds)} runs ({len(ci.seeds)} seeds) in 123 s" in text
     assert (tmp_path / "power" / "power.png").stat().st_size > 0
     assert cli(["--report-only", "--results", str(tmp_path / "empty")]) == 2  # no power.json: exit 2
+
+
+def test_bias_beyond_the_kept_draws_is_bounded_by_the_largest_n_measured():
+    def at(delta80, power=0.9, at_risk=30.0):
+        return {"bias": {"power": None if power is None else [power], "delta80": delta80, "mean_at_risk": at_risk}}
+
+    g = {"by_n": {"10": at(0.3), "40": at(0.08), "225": at(None, power=None)}}
+    assert _bias_bound(g, 225).startswith("≤ 0.08 (caught with 40 seeds a side")
+    assert _bias_bound({"by_n": {"40": at(None)}}, 225) == "not measured (2n > the seeds with shifted draws)"
+    assert _bias_bound({"by_n": {"225": at(None, power=None)}}, 225).startswith("not measured")

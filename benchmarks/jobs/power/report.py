@@ -59,6 +59,17 @@ def _settings_text(s: dict) -> str:
     return f"{s['chains']} chains × ({s['warmup']} warmup + {s['draws']} draws), target_accept {s['target_accept']:g}"
 
 
+def _bias_bound(g: dict, n: int) -> str:
+    """The bias cell where 2n exceeds the seeds whose draws were kept: the smallest shift caught at the
+    largest n that was measured, an upper bound for n (the verdict test's power grows with the seeds)."""
+    measured = [(m, r["bias"]) for m, r in sorted(_by_n(g).items())
+                if m < n and r["bias"]["power"] is not None and r["bias"]["mean_at_risk"]]
+    if not measured or measured[-1][1]["delta80"] is None:
+        return "not measured (2n > the seeds with shifted draws)"
+    m, b = measured[-1]
+    return f"≤ {_num(b['delta80'], '.2f')} (caught with {m} seeds a side, the most with shifted draws; more seeds add power)"
+
+
 def _current_table(power: dict, v: dict, n: int) -> list[str]:
     t, a = power["targets"], power["alpha"]
     lines = [f"| engine / param | ESS drop caught 80 % | power at a {_pct(t['ess_drop'])} drop | divergence rate × "
@@ -80,7 +91,7 @@ def _current_table(power: dict, v: dict, n: int) -> list[str]:
                  f"> {d['levels'][-1]:g}" if d["k80"] is None else _num(d["k80"], ".2f")) + flag(d)
         div_p = _pct(_at(d, t["divergence_rate"])) if d["applicable"] and not below_floor else "n/a"
         if b["power"] is None:
-            bias = "not measured (2n > the seeds with shifted draws)"
+            bias = _bias_bound(g, n)
         elif b["mean_at_risk"] == 0:
             bias = "n/a (the reference fails every seed)"
         else:
