@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
-from .base import Timings
+from .base import COMPILED, REUSED, Timings
 from .caches import compilation_cache_dir
 
 __all__ = ["jax", "COMPILE_EVENTS", "CompileLog", "compile_spans", "union_length", "compilation_cache_dir",
@@ -285,3 +285,23 @@ def jax_manifest() -> dict:
     return {"jax_version": jax.__version__, "jaxlib_version": jaxlib.__version__,
             "jax_enable_x64": bool(jax.config.jax_enable_x64), "backend": jax.default_backend()}
 
+
+
+def require_compile_events(reused: bool, warmup_compile: float) -> None:
+    """A program compiled in this run must have shown JAX's compile events; without them (their names
+    changed in a JAX release) compile time cannot be told apart from sampling, so the run fails."""
+    if not reused and warmup_compile == 0.0:
+        raise RuntimeError(
+            f"jax {jax.__version__} reported no compile events {COMPILE_EVENTS}: "
+            "their names changed, so compile time cannot be separated from sampling"
+        )
+
+
+def jax_run_manifest(chain_method: str, chains: int, reused: bool, spans: CompileLog) -> dict:
+    """How a JAX engine's run ran: its chains over the XLA CPU devices, the threads and XLA flags, and
+    whether its program was kept from an earlier run or compiled (and from which cache)."""
+    return {"parallel": {"chain_method": chain_method, "chains": chains, "cpu_devices": jax.local_device_count()},
+            "threads": os.cpu_count(),  # XLA's CPU intra-op thread pool defaults to every core
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "program": REUSED if reused else COMPILED,
+            "compile_cache": REUSED if reused else spans.cache_note()}

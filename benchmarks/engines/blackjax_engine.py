@@ -16,7 +16,6 @@ with the same J, compiles nothing.
 from __future__ import annotations
 
 import importlib.util
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,18 +27,19 @@ from models.problem import Problem
 
 # jax and jnp are None when JAX is missing; _jax_common enables float64 before any JAX array exists
 from ._jax_common import (
-    COMPILE_EVENTS,
     ChainPrograms,
     ProgramCache,
     chain_method_for,
     compile_spans,
     jax,
     jax_manifest,
+    jax_run_manifest,
     jnp,
     phase_timings,
+    require_compile_events,
     union_length,
 )
-from .base import COMPILED, REUSED, RunResult, Settings, base_manifest, check_problem, check_run_args
+from .base import RunResult, Settings, base_manifest, check_problem, check_run_args
 from .convert import point_arrays, to_datatree, tree_depth_from_steps
 
 if jax is not None:  # models.jax_model is written in jax.numpy
@@ -180,11 +180,7 @@ class BlackJAXEngine:
             except BaseException:
                 PROGRAMS.discard(key)
                 raise
-        if not reused and warmup_compile == 0.0:
-            raise RuntimeError(
-                f"jax {jax.__version__} reported no compile events {COMPILE_EVENTS}: "
-                "their names changed, so compile time cannot be separated from sampling"
-            )
+        require_compile_events(reused, warmup_compile)
         posterior = {k: np.asarray(v) for k, v in post.items() if not (k == "tau" and problem.prior.tau_fixed)}
         n_steps = np.asarray(stats["n_steps"])
         sample_stats = {k: np.asarray(v) for k, v in stats.items()}
@@ -201,12 +197,7 @@ class BlackJAXEngine:
             divergence_threshold=DIVERGENCE_THRESHOLD,
             init=INIT,
             mass_matrix="diagonal, adapted (blackjax.window_adaptation, is_mass_matrix_diagonal=True)",
-            parallel={"chain_method": chain_method, "chains": settings.chains,
-                      "cpu_devices": jax.local_device_count()},
-            threads=os.cpu_count(),  # XLA's CPU intra-op thread pool defaults to every core
-            xla_flags=os.environ.get("XLA_FLAGS", ""),
-            program=REUSED if reused else COMPILED,
-            compile_cache=REUSED if reused else spans.cache_note(),
+            **jax_run_manifest(chain_method, settings.chains, reused, spans),
             timing_method=TIMING_METHOD,
         )
         return RunResult(draws=draws, timings=timings, manifest=manifest)
