@@ -48,6 +48,11 @@ def add_run_options(p: argparse.ArgumentParser, *, results: Path = RUNS) -> None
     p.add_argument("--resume", action="store_true", help="keep finished records and run the rest")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                    help="per-run limit in seconds (the run's worker process group is killed past it)")
+    add_executor_options(p)
+
+
+def add_executor_options(p: argparse.ArgumentParser) -> None:
+    """Where the work runs: in order on this machine (neither flag), or on Dask."""
     g = p.add_mutually_exclusive_group()
     g.add_argument("--workers", type=int, help="run on a Dask LocalCluster of N single-threaded workers")
     g.add_argument("--scheduler", help="run on an existing Dask cluster (tcp://HOST:PORT)")

@@ -42,7 +42,7 @@ from ..engines import ENGINES
 from ..engines.base import Settings
 from ..runpath import ResultsStore, RunSpec, SerialExecutor, run_matrix
 from ..runpath.environment import environment, note_revision_drift
-from .common import RUNS, RunOptions, make_executor
+from .common import RUNS, RunOptions, add_executor_options, make_executor
 
 __all__ = ["HELP", "configure", "main", "CANDIDATES", "Config", "summarize", "cold_env", "run_tuning", "tune_task"]
 
@@ -169,12 +169,17 @@ def tune_task(engine: str, config: Config | None, section: str, seeds: list[int]
             return run_config(store, engine, config, section, seeds, settings, warm=warm)
 
 
+def configurations(engine: str) -> list[Config]:
+    """The engine's shipped configuration first, then its PPL's alternatives."""
+    return [Config("as shipped"), *CANDIDATES.get(engine, [])]
+
+
 def _jobs(engines: list[str], rounds: int, seeds: list[int], settings: Settings, cold: bool) -> list[tuple]:
     """(engine, config index or None for the cold start, task arguments): every configuration in every
     round, the order reversed each round so slow drift of the machine favours none of them."""
     jobs = []
     for engine in engines:
-        configs = [Config("as shipped"), *CANDIDATES.get(engine, [])]
+        configs = configurations(engine)
         for r in range(rounds):
             for i in (range(len(configs)) if r % 2 == 0 else reversed(range(len(configs)))):
                 jobs.append((engine, i, (engine, configs[i], f"tune-{engine}-c{i}-r{r}", seeds, settings)))
@@ -213,8 +218,7 @@ def run_tuning(outdir: Path, *, engines: list[str] | None = None, seeds: int = 3
                                                     ", ".join(f"{x['inference_s']:.3f}" for x in outs[-1]["runs"]) + " s"))
     hosts = sorted({o.get("host") for o in outs if o.get("host")})
     for engine in engines:
-        configs = [Config("as shipped"), *CANDIDATES.get(engine, [])]
-        collected = [{**asdict(c), "runs": [], "errors": [], "hosts": []} for c in configs]
+        collected = [{**asdict(c), "runs": [], "errors": [], "hosts": []} for c in configurations(engine)]
         cold_out = None
         for (e, i, _), out in zip(jobs, outs):
             if e != engine:
@@ -309,10 +313,7 @@ def configure(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-start run of each engine")
-    g = ap.add_mutually_exclusive_group()
-    g.add_argument("--workers", type=int, help="run the configurations on a Dask LocalCluster of N single-threaded "
-                                               "workers (each holds its share of the cores alone)")
-    g.add_argument("--scheduler", help="run the configurations on an existing Dask cluster (tcp://HOST:PORT)")
+    add_executor_options(ap)
 
 
 def main(a: argparse.Namespace) -> int:
@@ -322,8 +323,6 @@ def main(a: argparse.Namespace) -> int:
             raise UsageError(f"--engines: engine = {e!r} is unknown; engines: {', '.join(ENGINES)}")
     if a.seeds < 1 or a.rounds < 1:
         raise UsageError(f"--seeds = {a.seeds}, --rounds = {a.rounds}: both must be >= 1")
-    if a.workers is not None and a.workers < 1:
-        raise UsageError(f"--workers = {a.workers}: must be >= 1")
     res = run_tuning(a.out, engines=engines, seeds=a.seeds, rounds=a.rounds, cold=not a.no_cold,
                      options=RunOptions(timeout=None, workers=a.workers, scheduler=a.scheduler))
     print(render_markdown(res))
