@@ -75,10 +75,6 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
     except UsageError as e:
         print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
-    except EngineFailure as e:
-        where = _log_traceback(prog, argv)
-        print(f"{prog}: {_one_line(e)}" + (f" (details in {where})" if where else ""), file=sys.stderr)
-        return EXIT_INTERNAL
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
@@ -87,8 +83,11 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
         return code if code in (EXIT_OK, EXIT_USAGE) else EXIT_INTERNAL
     except BaseException as e:  # noqa: BLE001 - every other failure is an internal error, never a verdict
         where = _log_traceback(prog, argv)
-        print(f"{prog}: internal error: {type(e).__name__}: {_one_line(e)}"
-              + (f" (traceback in {where})" if where else ""), file=sys.stderr)
+        if isinstance(e, EngineFailure):  # what failed is the engine's run, not the suite
+            line, kept = _one_line(e), "details"
+        else:
+            line, kept = f"internal error: {type(e).__name__}: {_one_line(e)}", "traceback"
+        print(f"{prog}: {line}" + (f" ({kept} in {where})" if where else ""), file=sys.stderr)
         return EXIT_INTERNAL
     if code not in (EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL):
         print(f"{prog}: internal error: command returned exit code {code!r}", file=sys.stderr)
