@@ -99,6 +99,43 @@ def test_pymc_nutpie_is_pm_sample_in_two_steps_and_compiles_once(problem, monkey
 
 @pytest.mark.samples
 @pytest.mark.parametrize("problem", PROBLEMS, ids=PROBLEM_IDS)
+def test_pymc_numpyro_is_pm_sample_in_steps_and_compiles_once(problem, monkeypatch):
+    """The engine's steps of pm.sample(nuts_sampler="numpyro") give pm.sample's draws for the same seed, on
+    the run that compiles and on later runs that reuse the kept program (which trace and compile nothing)."""
+    require_engine("pymc-numpyro")
+    import pymc as pm
+
+    from benchmarks.engines import pymc_external
+    from benchmarks.engines._jax_common import ProgramCache, compile_spans, jax
+
+    monkeypatch.setattr(pymc_external, "_NUMPYRO_PROGRAMS", ProgramCache())  # this test's runs only
+    spec = SAMPLERS["numpyro"]
+    nuts = spec.nuts(SHORT)
+
+    def pm_sample(seed):
+        with build_model(problem.data, problem.prior, problem.parameterization):
+            return pm.sample(draws=SHORT.draws, tune=SHORT.warmup, chains=SHORT.chains, cores=_cores(spec, SHORT),
+                             random_seed=seed, nuts_sampler="numpyro", nuts=dict(nuts), progressbar=False,
+                             quiet=True, compute_convergence_checks=False)
+
+    reference, reference_other = pm_sample(SHORT.seed), pm_sample(SHORT.seed + 1)
+    engine = get_engine("pymc-numpyro")
+    first = engine.run(problem, SHORT)
+    with compile_spans(clear=False) as spans:
+        second = engine.run(problem, SHORT)
+        other = engine.run(problem, dataclasses.replace(SHORT, seed=SHORT.seed + 1))
+    assert _same_draws(reference, first.draws) and _same_draws(reference, second.draws)
+    assert _same_draws(reference_other, other.draws) and not _same_draws(reference, other.draws)
+    assert first.manifest["program"] == COMPILED and not first.manifest["compile_reused"]
+    for later in (second, other):
+        assert later.manifest["program"] == REUSED and later.manifest["compile_reused"]
+        assert later.timings.compile_cached and later.timings.compile_s < first.timings.compile_s
+    # later runs of the kept program trace, lower and compile nothing at all (JAX reports no compile event)
+    assert jax is not None and list(spans) == []
+
+
+@pytest.mark.samples
+@pytest.mark.parametrize("problem", PROBLEMS, ids=PROBLEM_IDS)
 def test_pymc_reuses_its_compiled_logp_without_changing_the_draws(problem, monkeypatch):
     """The kept model (build_model(keep_compiled=True)) compiles logp/dlogp once per problem, and each
     run's draws are those of a new pm.Model sampled with the same pm.sample call, seed for seed."""

@@ -5,6 +5,7 @@ kept in process between runs (:class:`ChainPrograms`, :class:`ProgramCache`)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections import OrderedDict
@@ -15,7 +16,8 @@ from .base import COMPILED, REUSED, Timings
 from .caches import compilation_cache_dir
 
 __all__ = ["jax", "COMPILE_EVENTS", "CompileLog", "compile_spans", "union_length", "compilation_cache_dir",
-           "chain_method_for", "CHAIN_METHODS", "ChainPrograms", "ProgramCache", "PROGRAMS_KEPT"]
+           "chain_method_for", "CHAIN_METHODS", "ChainPrograms", "NumPyroChains", "ProgramCache",
+           "PROGRAMS_KEPT"]
 
 #: how an engine may run its chains: one per XLA CPU device (pmap), all in one vmapped program, or one
 #: after another through the one-device program of "parallel" (so both give the same draws)
@@ -222,6 +224,32 @@ def _leading_size(args: tuple, mapped: list[bool]) -> int:
     if len(sizes) != 1:
         raise ValueError(f"chain axis sizes {sorted(sizes)}: the mapped arguments must agree on one")
     return sizes.pop()
+
+
+class NumPyroChains:
+    """NumPyro's ``chain_method`` as a callable (NumPyro hands it the one-chain function): runs the
+    chains through the program's ChainPrograms, keyed by the phase the engine is in ("warmup" and
+    "sample" for the numpyro engine's two calls; "run" where one ``MCMC.run`` does both, as
+    pm.sample's NumPyro path does)."""
+
+    def __init__(self, method: str, phase: str = "warmup") -> None:
+        self.programs = ChainPrograms(method)
+        self.phase = phase
+
+    def __call__(self, one_chain: Callable) -> Callable:
+        return lambda map_args: self.programs.run(self.phase, one_chain, (map_args,))
+
+    def route_single_chain(self, mcmc: Any) -> None:
+        """NumPyro runs one chain without its chain_method (eagerly, re-tracing on every call): route
+        that chain through the same compiled programs, as a batch of one."""
+        original = mcmc._single_chain_mcmc  # NumPyro's one-chain function, the one chain_method maps
+
+        def one(init, **kwargs):
+            batched = jax.tree.map(lambda x: x[None], init)
+            out = self(functools.partial(original, **kwargs))(batched)
+            return jax.tree.map(lambda x: x[0], out)
+
+        mcmc._single_chain_mcmc = one
 
 
 class ProgramCache:

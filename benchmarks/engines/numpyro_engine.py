@@ -7,7 +7,6 @@ in-process cache: another seed of a kept program traces and compiles nothing.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import time
 from collections.abc import Callable, Mapping
@@ -21,7 +20,7 @@ from models.problem import Problem
 
 # jax and jnp are None when JAX is missing; _jax_common enables float64 before any JAX array exists
 from ._jax_common import (
-    ChainPrograms,
+    NumPyroChains,
     ProgramCache,
     chain_method_for,
     compile_spans,
@@ -61,34 +60,10 @@ TIMING_METHOD = (
 PROGRAMS = ProgramCache()
 
 
-class _Chains:
-    """NumPyro's ``chain_method`` as a callable (NumPyro hands it the one-chain function): runs the
-    chains through the program's ChainPrograms, keyed by the phase the engine is in."""
-
-    def __init__(self, method: str) -> None:
-        self.programs = ChainPrograms(method)
-        self.phase = "warmup"
-
-    def __call__(self, one_chain: Callable) -> Callable:
-        return lambda map_args: self.programs.run(self.phase, one_chain, (map_args,))
-
-    def route_single_chain(self, mcmc: Any) -> None:
-        """NumPyro runs one chain without its chain_method (eagerly, re-tracing on every call): route
-        that chain through the same compiled programs, as a batch of one."""
-        original = mcmc._single_chain_mcmc  # NumPyro's one-chain function, the one chain_method maps
-
-        def one(init, **kwargs):
-            batched = jax.tree.map(lambda x: x[None], init)
-            out = self(functools.partial(original, **kwargs))(batched)
-            return jax.tree.map(lambda x: x[0], out)
-
-        mcmc._single_chain_mcmc = one
-
-
 @dataclass
 class _Program:
     mcmc: Any
-    chains: _Chains
+    chains: NumPyroChains
 
 
 def _program_key(problem: Problem, settings: Settings, chain_method: str) -> tuple:
@@ -101,7 +76,7 @@ def _program_key(problem: Problem, settings: Settings, chain_method: str) -> tup
 def _build(problem: Problem, settings: Settings, chain_method: str) -> _Program:
     from numpyro.infer import MCMC, NUTS, init_to_uniform  # NumPyro stays optional: lazy
 
-    chains = _Chains(chain_method)
+    chains = NumPyroChains(chain_method)
     kernel = NUTS(
         build_model(problem.data, problem.prior, problem.parameterization),
         target_accept_prob=settings.target_accept,

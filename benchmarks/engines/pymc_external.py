@@ -13,8 +13,19 @@ documentation uses it: ``nutpie.compile_pymc_model`` once per problem (kept in t
 problems, least recently used evicted), then ``nutpie.sample`` per run with PyMC's mapping of the
 settings and of the seed, so a later seed compiles nothing (measured, Rubin's data, default prior,
 5 seeds, load ~4.7: compile_s median 2.36 s when compiled, 0.000 s when kept); the draws are
-pm.sample's for the same seed (tests/test_pymc_samplers.py checks it). The JAX samplers run through
-``pm.sample``.
+pm.sample's for the same seed (tests/test_pymc_samplers.py checks it).
+
+pymc-numpyro likewise does what ``pm.sample(nuts_sampler="numpyro")`` does
+(pymc.sampling.jax.sample_jax_nuts), in steps that let a worker keep the compiled program: once per
+program (the problem and the settings but the seed) PyMC's JAX conversion of the model's log density
+(``get_jaxified_logp``), NumPyro's ``NUTS``/``MCMC`` on it with PyMC's arguments, and PyMC's
+postprocessing function; per run PyMC's jittered initial points for the seed, ``MCMC.run`` and the
+postprocessing. pm.sample builds all of that afresh on every call, so every seed traced and compiled
+again (0.7 to 1.8 s a run here for 0.05 s of sampling). The draws are pm.sample's for the same seed
+(tests/test_pymc_samplers.py checks it, compiled and kept) with the chains in parallel, the shipped
+chain method (results/tuning/TUNING.md); "vectorized" and "sequential" map the same one-chain program
+as the numpyro engine does (_jax_common.ChainPrograms), not NumPyro's own vectorised kernel or lax.map.
+pymc-blackjax runs through ``pm.sample``.
 
 A sampler that PyMC cannot drive (PyMC 6.4 with BlackJAX 1.7.1, whose kernel rejects the
 ``progress_bar`` keyword PyMC passes it: the registry's KNOWN_BREAKS) fails in ``run`` with its own
@@ -28,6 +39,7 @@ import importlib
 import json
 import os
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -76,6 +88,20 @@ NUTPIE_TIMING = (
     "~0 for a later seed of a problem whose compiled model this process kept (manifest 'program'). "
     "nutpie reports no per-draw or per-phase times, so warmup_s and sampling_s are None; total_s adds "
     "the conversion of the result."
+)
+
+NUMPYRO_TIMING = (
+    "As pm.sample(nuts_sampler='numpyro') (pymc.sampling.jax.sample_jax_nuts), in steps: on a program's first "
+    "run PyMC's JAX log density, NumPyro's NUTS and MCMC with PyMC's arguments and PyMC's postprocessing "
+    "function are built and kept in process (the problem and settings but the seed; least recently used "
+    "evicted); each run draws PyMC's jittered initial points for its seed, calls MCMC.run (warmup and draws "
+    "of every chain in one call, through the program's one-chain executable compiled ahead of time and "
+    "mapped over the chains: chain_method 'parallel' = pmap, one chain per XLA CPU device), collects the "
+    "samples and stats as PyMC does (blocked until ready), then postprocesses. JAX's compile events within "
+    "MCMC.run (jax.monitoring spans of jaxpr tracing, MLIR lowering and XLA compilation, overlaps merged) "
+    "are subtracted: inference_s = the call minus its compile time. compile_s = start of run() to the call "
+    "(model build and JAX conversion on a first run; initial points always) + the compile time inside it + "
+    "the postprocessing's compilation (first run). No per-phase times: warmup_s and sampling_s are None."
 )
 
 JAX_TIMING = (
@@ -146,7 +172,7 @@ SAMPLERS: dict[str, Sampler] = {
         engine="pymc-numpyro",
         modules=("jax", "numpyro"),
         extra="numpyro",
-        window="pymc.sampling.jax:_sample_numpyro_nuts",
+        window=None,  # the engine runs pm.sample's NumPyro path itself, its program kept (_run_numpyro_kept)
         uses_jax=True,
         nuts=lambda s: {"target_accept": s.target_accept, "max_tree_depth": s.max_treedepth,
                         "chain_method": CHAIN_METHOD["numpyro"]},
@@ -167,7 +193,7 @@ SAMPLERS: dict[str, Sampler] = {
         },
         init="model initial point + uniform(-1, 1) jitter on the unconstrained scale (PyMC's _init_jitter)",
         mass_matrix="diagonal, adapted (NumPyro's Stan-style windowed adaptation)",
-        timing_method=JAX_TIMING.format(name="numpyro"),
+        timing_method=NUMPYRO_TIMING,
     ),
     "blackjax": Sampler(
         name="blackjax",
@@ -229,15 +255,17 @@ def _cores(spec: Sampler, settings: Settings) -> int:
 
 
 def _sample_stats(spec: Sampler, ss) -> dict[str, np.ndarray]:
-    missing = {k: native for k, native in spec.stats.items() if native not in ss.data_vars}
+    """The layout's stats from the sampler's (an xarray Dataset, or a mapping of name to array)."""
+    have = {str(k): v for k, v in (ss.data_vars.items() if hasattr(ss, "data_vars") else ss.items())}
+    missing = {k: native for k, native in spec.stats.items() if native not in have}
     if missing:
         raise RuntimeError(
             f"{spec.engine}: pm.sample(nuts_sampler={spec.name!r}) records no "
             + ", ".join(f"{k} (looked for {native!r})" for k, native in missing.items())
-            + f"; its sample_stats are {sorted(ss.data_vars)}. The layout needs every one of "
+            + f"; its sample_stats are {sorted(have)}. The layout needs every one of "
             f"{list(SAMPLE_STATS)}, and a missing stat is not invented."
         )
-    out = {k: ss[native].values for k, native in spec.stats.items()}
+    out = {k: np.asarray(have[native]) for k, native in spec.stats.items()}
     for k in spec.negated:
         out[k] = -out[k]
     out["tree_depth"] = tree_depth_from_steps(out["n_steps"])
@@ -345,9 +373,160 @@ def _run_pm_sample(spec: Sampler, problem: Problem, settings: Settings) -> RunRe
     return RunResult(draws=draws, timings=timings, manifest=manifest)
 
 
+#: the extra fields PyMC's NumPyro path collects (pymc.sampling.jax._sample_numpyro_nuts)
+NUMPYRO_FIELDS = ("num_steps", "potential_energy", "energy", "adapt_state.step_size", "accept_prob", "diverging")
+
+
+@dataclass
+class _NumPyroProgram:
+    """What pm.sample(nuts_sampler="numpyro") builds for a model, kept for the program's later seeds."""
+
+    model: object  # the pm.Model
+    logp_fn: Callable  # PyMC's JAX log density (get_jaxified_logp), NumPyro's potential_fn
+    mcmc: object  # numpyro.infer.MCMC on NUTS(potential_fn=logp_fn), chains run through ``chains``
+    chains: object  # _jax_common.NumPyroChains: the compiled one-chain program, mapped over the chains
+    var_names: list[str]  # the posterior's variables, in the postprocessing function's output order
+    jax_fn: Callable  # PyMC's JAX function from the value variables to those variables
+    postprocess: Callable | None = None  # that function over (chain, draw), compiled on the first run
+
+
+#: pymc-numpyro's programs kept in this process, keyed by everything but the seed (made on first use, so
+#: that importing this module does not import JAX)
+_NUMPYRO_PROGRAMS = None
+
+
+def _numpyro_programs():
+    global _NUMPYRO_PROGRAMS
+    if _NUMPYRO_PROGRAMS is None:
+        from ._jax_common import ProgramCache
+
+        _NUMPYRO_PROGRAMS = ProgramCache()
+    return _NUMPYRO_PROGRAMS
+
+
+def _build_numpyro(problem: Problem, settings: Settings, nuts: dict) -> _NumPyroProgram:
+    """pm.sample's NumPyro objects for this problem, with its arguments: pymc.sampling.mcmc
+    ._sample_external_nuts lifts target_accept and chain_method out of ``nuts``, and
+    pymc.sampling.jax._sample_numpyro_nuts builds NUTS and MCMC from the rest."""
+    from numpyro.infer import MCMC, NUTS  # optional, lazy
+    from pymc.sampling.jax import get_jaxified_graph, get_jaxified_logp
+    from pymc.util import get_default_varnames
+
+    from ._jax_common import NumPyroChains
+
+    model = build_model(problem.data, problem.prior, problem.parameterization)
+    logp_fn = get_jaxified_logp(model, negative_logp=False)
+    kernel_kwargs = {k: v for k, v in nuts.items() if k not in ("target_accept", "chain_method")}
+    kernel_kwargs.setdefault("adapt_step_size", True)
+    kernel_kwargs.setdefault("adapt_mass_matrix", True)
+    kernel_kwargs.setdefault("dense_mass", False)
+    kernel = NUTS(potential_fn=logp_fn, target_accept_prob=nuts["target_accept"], **kernel_kwargs)
+    chains = NumPyroChains(nuts["chain_method"], phase="run")
+    mcmc = MCMC(kernel, num_warmup=settings.warmup, num_samples=settings.draws, num_chains=settings.chains,
+                postprocess_fn=None, chain_method=chains, progress_bar=False)
+    if settings.chains == 1:
+        chains.route_single_chain(mcmc)
+    wanted = list(get_default_varnames(model.unobserved_value_vars, include_transformed=False))
+    jax_fn = get_jaxified_graph(inputs=model.value_vars, outputs=wanted)
+    return _NumPyroProgram(model, logp_fn, mcmc, chains, [v.name for v in wanted], jax_fn)
+
+
+def _postprocess(program: _NumPyroProgram, raw: list) -> list:
+    """PyMC's postprocessing (pymc.sampling.jax._postprocess_samples, "vmap", samples donated): the
+    value variables' draws to the model's variables; compiled ahead of time on the program's first run."""
+    from pymc.sampling.jax import _device_put
+
+    from ._jax_common import jax
+
+    with warnings.catch_warnings():  # as PyMC: donation may not apply on CPU
+        warnings.filterwarnings("ignore", message="Some donated buffers were not usable", category=UserWarning)
+        if program.postprocess is None:
+            def process_fn(x):
+                return jax.vmap(jax.vmap(program.jax_fn))(*_device_put(x, None))
+
+            program.postprocess = jax.jit(process_fn, donate_argnums=0).lower(raw).compile()
+        return program.postprocess(raw)
+
+
+def _run_numpyro_kept(spec: Sampler, problem: Problem, settings: Settings) -> RunResult:
+    """pm.sample(nuts_sampler="numpyro") as pymc.sampling.jax.sample_jax_nuts runs it, the program
+    kept between seeds (see the module's docstring)."""
+    # _jax_common first: it sets JAX's CPU device count before pymc.sampling.jax, whose import asks for
+    # 100 devices through XLA_FLAGS when JAX has not started yet
+    from ._jax_common import chain_method_for, compile_spans, jax, require_compile_events, union_length  # noqa: I001
+
+    import jaxlib  # with the JAX samplers: optional, lazy
+    import numpyro
+    from pymc.sampling.jax import _get_batched_jittered_initial_points, _numpyro_stats_to_dict
+    from pymc.util import _get_seeds_per_chain
+
+    if jax is None:
+        raise EngineUnavailable(availability(spec.name) or "jax does not import")
+    if not jax.config.jax_enable_x64:
+        raise RuntimeError(f"{spec.engine}: jax_enable_x64 is off; this engine samples in float64 only")
+    nuts = spec.nuts(settings)
+    nuts["chain_method"] = chain_method_for(nuts["chain_method"], settings.chains)
+    s = settings
+    key = (problem, s.chains, s.warmup, s.draws, s.target_accept, s.max_treedepth, nuts["chain_method"])
+    programs = _numpyro_programs()
+    t0 = time.perf_counter()
+    with compile_spans(clear=False) as spans:
+        program, reused = programs.get(key, lambda: _build_numpyro(problem, settings, nuts))
+        try:
+            (random_seed,) = _get_seeds_per_chain(nutpie_seed(settings.seed, settings.chains), 1)
+            initial_points = _get_batched_jittered_initial_points(
+                model=program.model, chains=settings.chains, initvals=None, random_seed=random_seed,
+                jitter=True, logp_fn=program.logp_fn)
+            map_seed = jax.random.PRNGKey(random_seed)
+            if settings.chains > 1:
+                map_seed = jax.random.split(map_seed, settings.chains)
+            entry, w_entry = time.perf_counter(), time.time()
+            program.mcmc.run(map_seed, init_params=initial_points, extra_fields=NUMPYRO_FIELDS)
+            raw = program.mcmc.get_samples(group_by_chain=True)
+            stats = _numpyro_stats_to_dict(program.mcmc)
+            jax.block_until_ready((raw, stats))
+            exit_, w_exit = time.perf_counter(), time.time()
+            run_compile = union_length(spans, within=(w_entry, w_exit))
+            result = jax.block_until_ready(_postprocess(program, raw))
+            post_compile = union_length(spans, within=(w_exit, time.time()))
+        except BaseException:
+            programs.discard(key)
+            raise
+    require_compile_events(reused, run_compile)
+    posterior = {name: np.asarray(r) for name, r in zip(program.var_names, result, strict=True)}
+    posterior = {k: posterior[k] for k in ("mu", "tau", "theta", "theta_tilde") if k in posterior}
+    stats = _sample_stats(spec, {k: np.asarray(v) for k, v in stats.items()})
+    _check_float64(spec, posterior, stats)
+    draws = to_datatree(posterior, stats, problem.data, problem.prior, spec.engine)
+    timings = Timings(
+        compile_s=(entry - t0) + run_compile + post_compile,
+        inference_s=(exit_ - entry) - run_compile,
+        total_s=time.perf_counter() - t0,
+        compile_cached=reused or spans.cached,
+    )
+    manifest = _manifest(
+        spec, problem, settings, numpyro, nuts,
+        sampler="numpyro NUTS as pm.sample(nuts_sampler='numpyro') runs it (pymc.sampling.jax.sample_jax_nuts "
+                "in steps), the program kept for later seeds",
+        jax_version=jax.__version__,
+        jaxlib_version=jaxlib.__version__,
+        jax_enable_x64=bool(jax.config.jax_enable_x64),
+        backend=f"PyTensor -> JAX ({jax.default_backend()})",
+        parallel={"chain_method": nuts["chain_method"], "chains": settings.chains,
+                  "cpu_devices": jax.local_device_count()},
+        threads=os.cpu_count(),  # XLA's CPU intra-op thread pool defaults to every core
+        xla_flags=os.environ.get("XLA_FLAGS", ""),
+        pm_sample_seed=random_seed,
+        compile_cache=REUSED if reused else spans.cache_note(),
+        program=REUSED if reused else COMPILED,
+        compile_reused=reused,
+    )
+    return RunResult(draws=draws, timings=timings, manifest=manifest)
+
+
 def nutpie_seed(seed: int, chains: int) -> int:
-    """The seed pm.sample(random_seed=seed, chains=chains, nuts_sampler="nutpie") hands nutpie.sample:
-    the first of PyMC's per-chain seeds (pymc.sampling.mcmc.sample)."""
+    """The seed pm.sample(random_seed=seed, chains=chains, nuts_sampler=...) hands an external sampler
+    (nutpie.sample, sample_jax_nuts): the first of PyMC's per-chain seeds (pymc.sampling.mcmc.sample)."""
     from pymc.util import get_random_generator  # with PyMC: optional, lazy
 
     rngs = get_random_generator(seed).spawn(chains)
@@ -382,6 +561,8 @@ class ExternalSamplerEngine:
         check_run_args(problem, settings)
         if self.spec.name == "nutpie":
             return self._run_nutpie(problem, settings)
+        if self.spec.name == "numpyro":
+            return _run_numpyro_kept(self.spec, problem, settings)
         return _run_pm_sample(self.spec, problem, settings)
 
     def _nutpie_model(self, problem: Problem) -> tuple[object, str, bool]:
