@@ -255,8 +255,8 @@ def check(draws, reference: Reference, *, alpha: float = DEFAULT_ALPHA) -> Verdi
                 exact[f] = np.array([reference.summary(n).mean for n in ref_names])
             else:
                 estimates[f] = np.quantile(pooled, prob, axis=1)
-                exact[f] = np.array([float(reference.quantile(n, prob)) for n in ref_names])
-                density = np.array([float(reference.pdf(n, x)) for n, x in zip(ref_names, exact[f])])
+                at = np.array([reference.quantile_and_density(n, prob) for n in ref_names])
+                exact[f], density = at[:, 0], at[:, 1]
                 mcses[f] = quantile_mcse(stack, prob, density)
         n_tests = len(names) * len(FUNCTIONAL_PROBS) + (0 if tau_fixed else 1)
         threshold = bonferroni_threshold(alpha, n_tests)

@@ -67,6 +67,7 @@ class Reference:
     _summaries: dict[str, Summary] = field(default_factory=dict, repr=False)
     _theta: SummaryBlock | None = field(default=None, repr=False)
     _tables: dict[str, CdfTable] = field(default_factory=dict, repr=False)
+    _at_quantile: dict[tuple[str, float], tuple[float, float]] = field(default_factory=dict, repr=False)
 
     # --- names -------------------------------------------------------------------------------
 
@@ -321,6 +322,16 @@ class Reference:
         for i in range(0, flat.size, step):
             out[i : i + step] = solve_quantiles(mix, flat[i : i + step])[0][0]
         return out.reshape(q.shape)
+
+    def quantile_and_density(self, name: str, prob: float) -> tuple[float, float]:
+        """The ``prob`` quantile of ``name`` and the posterior density there: what every check of a fit
+        against this reference compares with, so each is solved once per reference (a matrix checks
+        many fits of one problem) and kept."""
+        key = (name, float(prob))
+        if key not in self._at_quantile:
+            x = float(self.quantile(name, prob))
+            self._at_quantile[key] = (x, float(self.pdf(name, x)))
+        return self._at_quantile[key]
 
     # --- draws and output --------------------------------------------------------------------
 

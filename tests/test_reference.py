@@ -619,3 +619,19 @@ def test_reference_modules_form_no_import_cycle():
 
     assert [m for m in graph if reaches(m, m)] == []
     assert max(len(p.read_text().splitlines()) for p in pkg.glob("*.py")) <= 500
+
+
+def test_quantile_and_density_are_solved_once_per_reference(monkeypatch):
+    """What the check compares every fit with: the exact quantile and the density there, the same
+    numbers as quantile() and pdf(), solved once per reference (a matrix checks many fits of one problem)."""
+    ref = posterior(RUBIN, PRESETS["default"])
+    names = ["mu", "tau", "log_tau", "theta[1]"]
+    first = {n: ref.quantile_and_density(n, 0.05) for n in names}
+    for n, (x, dens) in first.items():
+        assert x == float(ref.quantile(n, 0.05)) and dens == float(ref.pdf(n, x))
+
+    def no_solving(*a, **k):
+        raise AssertionError("solved again")
+
+    monkeypatch.setattr(type(ref), "quantile", no_solving)
+    assert {n: ref.quantile_and_density(n, 0.05) for n in names} == first
