@@ -10,8 +10,9 @@ import xarray as xr
 from conftest import require_engine
 
 from benchmarks.engines import Settings, get_engine
+from benchmarks.engines._pymc_common import sample_stats
 from benchmarks.engines.base import COMPILED, REUSED
-from benchmarks.engines.pymc_external import SAMPLERS, _cores, _sample_stats
+from benchmarks.engines.pymc_external import SAMPLERS, _cores
 from models import PRESETS, RUBIN
 from models.problem import Problem
 from models.pymc_model import build_model
@@ -60,8 +61,8 @@ def test_pymc_blackjax_without_a_step_size_fails_loudly():
         "lp": (("chain", "draw"), np.full(shape, -40.0)),
     })
     with pytest.raises(RuntimeError, match=r"pymc-blackjax: .* records no step_size \(looked for 'step_size'\)"):
-        _sample_stats(SAMPLERS["blackjax"], native)
-    stats = _sample_stats(SAMPLERS["blackjax"], native.assign(step_size=(("chain", "draw"), np.ones(shape))))
+        sample_stats(SAMPLERS["blackjax"], native)
+    stats = sample_stats(SAMPLERS["blackjax"], native.assign(step_size=(("chain", "draw"), np.ones(shape))))
     np.testing.assert_array_equal(stats["tree_depth"], 3)
 
 
@@ -105,10 +106,10 @@ def test_pymc_numpyro_is_pm_sample_in_steps_and_compiles_once(problem, monkeypat
     require_engine("pymc-numpyro")
     import pymc as pm
 
-    from benchmarks.engines import pymc_external
+    from benchmarks.engines import pymc_numpyro
     from benchmarks.engines._jax_common import ProgramCache, compile_spans, jax
 
-    monkeypatch.setattr(pymc_external, "_NUMPYRO_PROGRAMS", ProgramCache())  # this test's runs only
+    monkeypatch.setattr(pymc_numpyro, "_NUMPYRO_PROGRAMS", ProgramCache())  # this test's runs only
     spec = SAMPLERS["numpyro"]
     nuts = spec.nuts(SHORT)
 

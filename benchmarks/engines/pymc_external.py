@@ -16,7 +16,8 @@ settings and of the seed, so a later seed compiles nothing (measured, Rubin's da
 pm.sample's for the same seed (tests/test_pymc_samplers.py checks it).
 
 pymc-numpyro likewise does what ``pm.sample(nuts_sampler="numpyro")`` does
-(pymc.sampling.jax.sample_jax_nuts), in steps that let a worker keep the compiled program: once per
+(pymc.sampling.jax.sample_jax_nuts), in steps that let a worker keep the compiled program
+(:mod:`.pymc_numpyro`): once per
 program (the problem and the settings but the seed) PyMC's JAX conversion of the model's log density
 (``get_jaxified_logp``), NumPyro's ``NUTS``/``MCMC`` on it with PyMC's arguments, and PyMC's
 postprocessing function; per run PyMC's jittered initial points for the seed, ``MCMC.run`` and the
@@ -39,30 +40,26 @@ import importlib
 import json
 import os
 import time
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-
-import numpy as np
 
 from models.problem import Problem
 from models.pymc_model import build_model
 
 from . import pymc_engine
 from ._call_timing import call_times, function_at
+from ._pymc_common import Sampler, check_float64, pm_sample_seed, sample_stats, sampler_manifest
 from .base import (
     COMPILED,
     REUSED,
-    SAMPLE_STATS,
     EngineUnavailable,
     RunResult,
     Settings,
     Timings,
-    base_manifest,
     check_run_args,
 )
-from .convert import to_datatree, tree_depth_from_steps
+from .convert import to_datatree
+from .pymc_numpyro import run_kept
 
 __all__ = ["SAMPLERS", "ENGINES", "Sampler", "ExternalSamplerEngine"]
 
@@ -75,8 +72,6 @@ MODELS_KEPT = 4
 CHAIN_METHOD: dict[str, str] = {"numpyro": "parallel", "blackjax": "vectorized"}
 #: nutpie's threads (pm.sample(cores)); None = one per chain, at most one per CPU (results/tuning/TUNING.md)
 NUTPIE_CORES: int | None = None
-
-TREE_DEPTH = "derived from n_steps: floor(log2(n_steps)) + 1 (Stan's treedepth__; convert.tree_depth_from_steps)"
 
 NUTPIE_TIMING = (
     "As pm.sample(nuts_sampler='nutpie'): nutpie.compile_pymc_model builds the model's logp and gradient "
@@ -121,24 +116,6 @@ JAX_TIMING = (
 )
 
 
-@dataclass(frozen=True, kw_only=True)
-class Sampler:
-    name: str  # pm.sample's nuts_sampler
-    engine: str
-    modules: tuple[str, ...]  # what must import besides pymc
-    extra: str  # the pyproject extra that installs them
-    window: str | None  # "module:function" whose call PyMC times as sampling_time (pm.sample's path)
-    uses_jax: bool
-    nuts: Callable[[Settings], dict]  # pm.sample(nuts=...)
-    settings_as: Mapping[str, str]  # Settings field -> how pm.sample / the sampler receives it
-    stats: Mapping[str, str]  # layout stat -> its name in pm.sample's sample_stats (tree_depth: derived)
-    negated: tuple[str, ...] = ()  # layout stats whose pm.sample value has the opposite sign
-    notes: Mapping[str, str]  # layout stat -> why it is taken as it is
-    init: str
-    mass_matrix: str
-    timing_method: str
-
-
 SAMPLERS: dict[str, Sampler] = {
     "nutpie": Sampler(
         name="nutpie",
@@ -172,7 +149,7 @@ SAMPLERS: dict[str, Sampler] = {
         engine="pymc-numpyro",
         modules=("jax", "numpyro"),
         extra="numpyro",
-        window=None,  # the engine runs pm.sample's NumPyro path itself, its program kept (_run_numpyro_kept)
+        window=None,  # the engine runs pm.sample's NumPyro path itself, its program kept (pymc_numpyro.py)
         uses_jax=True,
         nuts=lambda s: {"target_accept": s.target_accept, "max_tree_depth": s.max_treedepth,
                         "chain_method": CHAIN_METHOD["numpyro"]},
@@ -254,56 +231,10 @@ def _cores(spec: Sampler, settings: Settings) -> int:
     return min(settings.chains, os.cpu_count() or 1)
 
 
-def _sample_stats(spec: Sampler, ss) -> dict[str, np.ndarray]:
-    """The layout's stats from the sampler's (an xarray Dataset, or a mapping of name to array)."""
-    have = {str(k): v for k, v in (ss.data_vars.items() if hasattr(ss, "data_vars") else ss.items())}
-    missing = {k: native for k, native in spec.stats.items() if native not in have}
-    if missing:
-        raise RuntimeError(
-            f"{spec.engine}: pm.sample(nuts_sampler={spec.name!r}) records no "
-            + ", ".join(f"{k} (looked for {native!r})" for k, native in missing.items())
-            + f"; its sample_stats are {sorted(have)}. The layout needs every one of "
-            f"{list(SAMPLE_STATS)}, and a missing stat is not invented."
-        )
-    out = {k: np.asarray(have[native]) for k, native in spec.stats.items()}
-    for k in spec.negated:
-        out[k] = -out[k]
-    out["tree_depth"] = tree_depth_from_steps(out["n_steps"])
-    return out
-
-
-def _check_float64(spec: Sampler, posterior: Mapping[str, np.ndarray], stats: Mapping[str, np.ndarray]) -> None:
-    """Every engine samples in float64: a sampler that ran in float32 is an error, not a footnote."""
-    arrays = {**posterior, **{k: stats[k] for k in ("step_size", "energy", "lp")}}
-    wrong = {k: str(v.dtype) for k, v in arrays.items() if v.dtype != np.float64}
-    if wrong:
-        raise RuntimeError(f"{spec.engine}: the sampler returned {wrong}, not float64")
-
-
-def _manifest(spec: Sampler, problem: Problem, settings: Settings, library, nuts: dict, **extra) -> dict:
-    """What every run of the PyMC model by another sampler records."""
-    import pymc as pm  # with the engine: optional, lazy
-
-    return base_manifest(
-        spec.engine, spec.name, library.__version__, problem, settings,
-        pymc_version=pm.__version__,
-        **pymc_engine.pytensor_manifest(),
-        nuts_kwargs=nuts,
-        settings_as=dict(spec.settings_as),
-        stats={**{k: f"-{v}" if k in spec.negated else v for k, v in spec.stats.items()},
-               "tree_depth": TREE_DEPTH},
-        stats_notes=dict(spec.notes),
-        init=spec.init,
-        mass_matrix=spec.mass_matrix,
-        **extra,
-        timing_method=spec.timing_method,
-    )
-
-
 def _draws(spec: Sampler, idata, problem: Problem):
     posterior = pymc_engine.posterior_arrays(idata)
-    stats = _sample_stats(spec, idata["sample_stats"].dataset)
-    _check_float64(spec, posterior, stats)
+    stats = sample_stats(spec, idata["sample_stats"].dataset)
+    check_float64(spec, posterior, stats)
     return to_datatree(posterior, stats, problem.data, problem.prior, spec.engine)
 
 
@@ -353,7 +284,7 @@ def _run_pm_sample(spec: Sampler, problem: Problem, settings: Settings) -> RunRe
         total_s=time.perf_counter() - t0,
         compile_cached=spans.cached,
     )
-    manifest = _manifest(
+    manifest = sampler_manifest(
         spec, problem, settings, library, nuts,
         sampler=f"{spec.name} NUTS via pm.sample(nuts_sampler={spec.name!r})",
         jax_version=jax.__version__,
@@ -371,166 +302,6 @@ def _run_pm_sample(spec: Sampler, problem: Problem, settings: Settings) -> RunRe
         post_sampling_s=returned - exit_,
     )
     return RunResult(draws=draws, timings=timings, manifest=manifest)
-
-
-#: the extra fields PyMC's NumPyro path collects (pymc.sampling.jax._sample_numpyro_nuts)
-NUMPYRO_FIELDS = ("num_steps", "potential_energy", "energy", "adapt_state.step_size", "accept_prob", "diverging")
-
-
-@dataclass
-class _NumPyroProgram:
-    """What pm.sample(nuts_sampler="numpyro") builds for a model, kept for the program's later seeds."""
-
-    model: object  # the pm.Model
-    logp_fn: Callable  # PyMC's JAX log density (get_jaxified_logp), NumPyro's potential_fn
-    mcmc: object  # numpyro.infer.MCMC on NUTS(potential_fn=logp_fn), chains run through ``chains``
-    chains: object  # _jax_common.NumPyroChains: the compiled one-chain program, mapped over the chains
-    var_names: list[str]  # the posterior's variables, in the postprocessing function's output order
-    jax_fn: Callable  # PyMC's JAX function from the value variables to those variables
-    postprocess: Callable | None = None  # that function over (chain, draw), compiled on the first run
-
-
-#: pymc-numpyro's programs kept in this process, keyed by everything but the seed (made on first use, so
-#: that importing this module does not import JAX)
-_NUMPYRO_PROGRAMS = None
-
-
-def _numpyro_programs():
-    global _NUMPYRO_PROGRAMS
-    if _NUMPYRO_PROGRAMS is None:
-        from ._jax_common import ProgramCache
-
-        _NUMPYRO_PROGRAMS = ProgramCache()
-    return _NUMPYRO_PROGRAMS
-
-
-def _build_numpyro(problem: Problem, settings: Settings, nuts: dict) -> _NumPyroProgram:
-    """pm.sample's NumPyro objects for this problem, with its arguments: pymc.sampling.mcmc
-    ._sample_external_nuts lifts target_accept and chain_method out of ``nuts``, and
-    pymc.sampling.jax._sample_numpyro_nuts builds NUTS and MCMC from the rest."""
-    from numpyro.infer import MCMC, NUTS  # optional, lazy
-    from pymc.sampling.jax import get_jaxified_graph, get_jaxified_logp
-    from pymc.util import get_default_varnames
-
-    from ._jax_common import NumPyroChains
-
-    model = build_model(problem.data, problem.prior, problem.parameterization)
-    logp_fn = get_jaxified_logp(model, negative_logp=False)
-    kernel_kwargs = {k: v for k, v in nuts.items() if k not in ("target_accept", "chain_method")}
-    kernel_kwargs.setdefault("adapt_step_size", True)
-    kernel_kwargs.setdefault("adapt_mass_matrix", True)
-    kernel_kwargs.setdefault("dense_mass", False)
-    kernel = NUTS(potential_fn=logp_fn, target_accept_prob=nuts["target_accept"], **kernel_kwargs)
-    chains = NumPyroChains(nuts["chain_method"], phase="run")
-    mcmc = MCMC(kernel, num_warmup=settings.warmup, num_samples=settings.draws, num_chains=settings.chains,
-                postprocess_fn=None, chain_method=chains, progress_bar=False)
-    if settings.chains == 1:
-        chains.route_single_chain(mcmc)
-    wanted = list(get_default_varnames(model.unobserved_value_vars, include_transformed=False))
-    jax_fn = get_jaxified_graph(inputs=model.value_vars, outputs=wanted)
-    return _NumPyroProgram(model, logp_fn, mcmc, chains, [v.name for v in wanted], jax_fn)
-
-
-def _postprocess(program: _NumPyroProgram, raw: list) -> list:
-    """PyMC's postprocessing (pymc.sampling.jax._postprocess_samples, "vmap", samples donated): the
-    value variables' draws to the model's variables; compiled ahead of time on the program's first run."""
-    from pymc.sampling.jax import _device_put
-
-    from ._jax_common import jax
-
-    with warnings.catch_warnings():  # as PyMC: donation may not apply on CPU
-        warnings.filterwarnings("ignore", message="Some donated buffers were not usable", category=UserWarning)
-        if program.postprocess is None:
-            def process_fn(x):
-                return jax.vmap(jax.vmap(program.jax_fn))(*_device_put(x, None))
-
-            program.postprocess = jax.jit(process_fn, donate_argnums=0).lower(raw).compile()
-        return program.postprocess(raw)
-
-
-def _run_numpyro_kept(spec: Sampler, problem: Problem, settings: Settings) -> RunResult:
-    """pm.sample(nuts_sampler="numpyro") as pymc.sampling.jax.sample_jax_nuts runs it, the program
-    kept between seeds (see the module's docstring)."""
-    # _jax_common first: it sets JAX's CPU device count before pymc.sampling.jax, whose import asks for
-    # 100 devices through XLA_FLAGS when JAX has not started yet
-    from ._jax_common import chain_method_for, compile_spans, jax, require_compile_events, union_length  # noqa: I001
-
-    import jaxlib  # with the JAX samplers: optional, lazy
-    import numpyro
-    from pymc.sampling.jax import _get_batched_jittered_initial_points, _numpyro_stats_to_dict
-    from pymc.util import _get_seeds_per_chain
-
-    if jax is None:
-        raise EngineUnavailable(availability(spec.name) or "jax does not import")
-    if not jax.config.jax_enable_x64:
-        raise RuntimeError(f"{spec.engine}: jax_enable_x64 is off; this engine samples in float64 only")
-    nuts = spec.nuts(settings)
-    nuts["chain_method"] = chain_method_for(nuts["chain_method"], settings.chains)
-    s = settings
-    key = (problem, s.chains, s.warmup, s.draws, s.target_accept, s.max_treedepth, nuts["chain_method"])
-    programs = _numpyro_programs()
-    t0 = time.perf_counter()
-    with compile_spans(clear=False) as spans:
-        program, reused = programs.get(key, lambda: _build_numpyro(problem, settings, nuts))
-        try:
-            (random_seed,) = _get_seeds_per_chain(nutpie_seed(settings.seed, settings.chains), 1)
-            initial_points = _get_batched_jittered_initial_points(
-                model=program.model, chains=settings.chains, initvals=None, random_seed=random_seed,
-                jitter=True, logp_fn=program.logp_fn)
-            map_seed = jax.random.PRNGKey(random_seed)
-            if settings.chains > 1:
-                map_seed = jax.random.split(map_seed, settings.chains)
-            entry, w_entry = time.perf_counter(), time.time()
-            program.mcmc.run(map_seed, init_params=initial_points, extra_fields=NUMPYRO_FIELDS)
-            raw = program.mcmc.get_samples(group_by_chain=True)
-            stats = _numpyro_stats_to_dict(program.mcmc)
-            jax.block_until_ready((raw, stats))
-            exit_, w_exit = time.perf_counter(), time.time()
-            run_compile = union_length(spans, within=(w_entry, w_exit))
-            result = jax.block_until_ready(_postprocess(program, raw))
-            post_compile = union_length(spans, within=(w_exit, time.time()))
-        except BaseException:
-            programs.discard(key)
-            raise
-    require_compile_events(reused, run_compile)
-    posterior = {name: np.asarray(r) for name, r in zip(program.var_names, result, strict=True)}
-    posterior = {k: posterior[k] for k in ("mu", "tau", "theta", "theta_tilde") if k in posterior}
-    stats = _sample_stats(spec, {k: np.asarray(v) for k, v in stats.items()})
-    _check_float64(spec, posterior, stats)
-    draws = to_datatree(posterior, stats, problem.data, problem.prior, spec.engine)
-    timings = Timings(
-        compile_s=(entry - t0) + run_compile + post_compile,
-        inference_s=(exit_ - entry) - run_compile,
-        total_s=time.perf_counter() - t0,
-        compile_cached=reused or spans.cached,
-    )
-    manifest = _manifest(
-        spec, problem, settings, numpyro, nuts,
-        sampler="numpyro NUTS as pm.sample(nuts_sampler='numpyro') runs it (pymc.sampling.jax.sample_jax_nuts "
-                "in steps), the program kept for later seeds",
-        jax_version=jax.__version__,
-        jaxlib_version=jaxlib.__version__,
-        jax_enable_x64=bool(jax.config.jax_enable_x64),
-        backend=f"PyTensor -> JAX ({jax.default_backend()})",
-        parallel={"chain_method": nuts["chain_method"], "chains": settings.chains,
-                  "cpu_devices": jax.local_device_count()},
-        threads=os.cpu_count(),  # XLA's CPU intra-op thread pool defaults to every core
-        xla_flags=os.environ.get("XLA_FLAGS", ""),
-        pm_sample_seed=random_seed,
-        compile_cache=REUSED if reused else spans.cache_note(),
-        program=REUSED if reused else COMPILED,
-        compile_reused=reused,
-    )
-    return RunResult(draws=draws, timings=timings, manifest=manifest)
-
-
-def nutpie_seed(seed: int, chains: int) -> int:
-    """The seed pm.sample(random_seed=seed, chains=chains, nuts_sampler=...) hands an external sampler
-    (nutpie.sample, sample_jax_nuts): the first of PyMC's per-chain seeds (pymc.sampling.mcmc.sample)."""
-    from pymc.util import get_random_generator  # with PyMC: optional, lazy
-
-    rngs = get_random_generator(seed).spawn(chains)
-    return int([rng.integers(2**30) for rng in rngs][0])
 
 
 def nutpie_backend() -> str:
@@ -562,7 +333,7 @@ class ExternalSamplerEngine:
         if self.spec.name == "nutpie":
             return self._run_nutpie(problem, settings)
         if self.spec.name == "numpyro":
-            return _run_numpyro_kept(self.spec, problem, settings)
+            return run_kept(self.spec, problem, settings)
         return _run_pm_sample(self.spec, problem, settings)
 
     def _nutpie_model(self, problem: Problem) -> tuple[object, str, bool]:
@@ -591,7 +362,7 @@ class ExternalSamplerEngine:
         cores = _cores(spec, settings)
         kwargs = spec.nuts(settings)
         kwargs["maxdepth"] = kwargs.pop("max_treedepth")  # as pymc.sampling.mcmc._sample_external_nuts
-        seed = nutpie_seed(settings.seed, settings.chains)
+        seed = pm_sample_seed(settings.seed, settings.chains)
         t1 = time.perf_counter()
         idata = nutpie.sample(
             compiled,
@@ -609,7 +380,7 @@ class ExternalSamplerEngine:
         draws = _draws(spec, idata, problem)
         timings = Timings(compile_s=t1 - t0, inference_s=t2 - t1, total_s=time.perf_counter() - t0,
                           compile_cached=reused)
-        manifest = _manifest(
+        manifest = sampler_manifest(
             spec, problem, settings, nutpie, kwargs,
             sampler="nutpie NUTS on nutpie.compile_pymc_model(model), as pm.sample(nuts_sampler='nutpie')",
             backend=f"PyTensor -> {backend} (nutpie.compile_pymc_model, backend chosen as pm.sample does)",
