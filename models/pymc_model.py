@@ -47,8 +47,8 @@ def _tau(dist: Dist):
 
 @functools.cache
 def _keeping_model_class():
-    """A ``pm.Model`` that keeps what ``pm.sample`` compiles and that involves no random stream: the
-    logp/dlogp function, as PyMC's ``FrozenModel`` does (the same cache, keyed by the same arguments,
+    """A ``pm.Model`` that keeps what ``pm.sample`` builds and that involves no random stream: the
+    log density's graph and the logp/dlogp function, as PyMC's ``FrozenModel`` does (the same cache, keyed by the same arguments,
     each caller getting its own ``.copy()`` of the compiled function's shared state), and the trace's
     point function (the graph of the traced variables, ``unobserved_value_vars``, built once, and its
     compiled function, which PyMC otherwise builds and compiles for every chain of every call:
@@ -75,6 +75,7 @@ def _keeping_model_class():
             return None
 
     class KeepingModel(pm.Model):
+        logp = locally_cachedmethod(BaseModel.logp)  # the log density's graph, as FrozenModel keeps it
         _cached_logp_dlogp_function = locally_cachedmethod(BaseModel._logp_dlogp_function,
                                                            ignore=("initial_point",))
 
