@@ -98,6 +98,7 @@ class DaskExecutor:
         # as ExecutorLost, by next_done()
         for name in ["distributed", *[n for n in logging.root.manager.loggerDict if n.startswith("distributed.")]]:
             logging.getLogger(name).setLevel(logging.CRITICAL)
+        self.created = time.perf_counter()
         self.timeout_s = timeout_s
         self.env, self.overrides = env, overrides
         self.cluster = None

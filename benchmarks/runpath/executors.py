@@ -29,6 +29,8 @@ class Done(NamedTuple):
 class Executor(Protocol):
     #: runs in flight at most (the matrix submits no more than this before collecting)
     capacity: int
+    #: perf_counter() when the executor began starting its workers: the matrix's wall time counts from here
+    created: float
 
     def describe(self) -> str: ...
     def map_plain(self, fn: Callable, args: list[tuple]) -> list: ...  # work that runs no engine
@@ -45,6 +47,7 @@ class SerialExecutor:
 
     def __init__(self, *, timeout_s: float | None = 600.0, env: dict | None = None,
                  overrides: dict | None = None, on_event: Callable[[dict], None] | None = None) -> None:
+        self.created = time.perf_counter()
         self.timeout_s = timeout_s
         self.worker = Worker(env=env, overrides=overrides, on_event=on_event)
         self.worker.spawn()  # its imports overlap the client's set-up
