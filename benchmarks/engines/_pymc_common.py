@@ -15,7 +15,8 @@ from . import pymc_engine
 from .base import SAMPLE_STATS, Settings, base_manifest
 from .convert import tree_depth_from_steps
 
-__all__ = ["TREE_DEPTH", "Sampler", "sample_stats", "check_float64", "sampler_manifest", "pm_sample_seed"]
+__all__ = ["TREE_DEPTH", "Sampler", "sample_stats", "check_float64", "sampler_manifest", "jax_sampler_fields",
+           "pm_sample_seed"]
 
 TREE_DEPTH = "derived from n_steps: floor(log2(n_steps)) + 1 (Stan's treedepth__; convert.tree_depth_from_steps)"
 
@@ -82,6 +83,16 @@ def sampler_manifest(spec: Sampler, problem: Problem, settings: Settings, librar
         **extra,
         timing_method=spec.timing_method,
     )
+
+
+def jax_sampler_fields(chain_method: str, chains: int, reused: bool, spans) -> dict:
+    """The JAX fields of a run of the PyMC model by a JAX sampler: JAX's versions and float64, the
+    backend (PyTensor's JAX conversion), how the chains ran, and whether the program was compiled
+    (from which cache, ``spans`` a _jax_common.CompileLog) or kept from an earlier run."""
+    from ._jax_common import jax, jax_manifest, jax_run_manifest
+
+    return {**jax_manifest(), "backend": f"PyTensor -> JAX ({jax.default_backend()})",
+            **jax_run_manifest(chain_method, chains, reused, spans)}
 
 
 def pm_sample_seed(seed: int, chains: int) -> int:

@@ -48,7 +48,14 @@ from models.pymc_model import build_model
 
 from . import pymc_engine
 from ._call_timing import call_times, function_at
-from ._pymc_common import Sampler, check_float64, pm_sample_seed, sample_stats, sampler_manifest
+from ._pymc_common import (
+    Sampler,
+    check_float64,
+    jax_sampler_fields,
+    pm_sample_seed,
+    sample_stats,
+    sampler_manifest,
+)
 from .base import (
     COMPILED,
     REUSED,
@@ -240,7 +247,6 @@ def _draws(spec: Sampler, idata, problem: Problem):
 
 def _run_pm_sample(spec: Sampler, problem: Problem, settings: Settings) -> RunResult:
     """A JAX sampler through pm.sample(nuts_sampler=...), its compile time told apart by JAX's events."""
-    import jaxlib  # with the JAX samplers: optional, lazy
     import pymc as pm
 
     from ._jax_common import chain_method_for, compile_spans, jax, union_length
@@ -287,16 +293,8 @@ def _run_pm_sample(spec: Sampler, problem: Problem, settings: Settings) -> RunRe
     manifest = sampler_manifest(
         spec, problem, settings, library, nuts,
         sampler=f"{spec.name} NUTS via pm.sample(nuts_sampler={spec.name!r})",
-        jax_version=jax.__version__,
-        jaxlib_version=jaxlib.__version__,
-        jax_enable_x64=bool(jax.config.jax_enable_x64),
-        backend=f"PyTensor -> JAX ({jax.default_backend()})",
-        parallel={"chain_method": nuts["chain_method"], "chains": settings.chains,
-                  "cpu_devices": jax.local_device_count()},
-        threads=os.cpu_count(),  # XLA's CPU intra-op thread pool defaults to every core
-        xla_flags=os.environ.get("XLA_FLAGS", ""),
-        compile_cache=spans.cache_note(),
-        program=COMPILED,  # pm.sample converts and compiles the model afresh on every call
+        # pm.sample converts and compiles the model afresh on every call: never a kept program
+        **jax_sampler_fields(nuts["chain_method"], settings.chains, False, spans),
         compile_reused=False,
         pymc_sampling_time_s=float(idata["posterior"].attrs["sampling_time"]),
         post_sampling_s=returned - exit_,

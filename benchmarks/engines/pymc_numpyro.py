@@ -10,7 +10,6 @@ and the postprocessing. The draws are pm.sample's for the same seed (tests/test_
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -21,8 +20,15 @@ import numpy as np
 from models.problem import Problem
 from models.pymc_model import build_model
 
-from ._pymc_common import Sampler, check_float64, pm_sample_seed, sample_stats, sampler_manifest
-from .base import COMPILED, REUSED, EngineUnavailable, RunResult, Settings, Timings
+from ._pymc_common import (
+    Sampler,
+    check_float64,
+    jax_sampler_fields,
+    pm_sample_seed,
+    sample_stats,
+    sampler_manifest,
+)
+from .base import EngineUnavailable, RunResult, Settings, Timings
 from .convert import to_datatree
 
 __all__ = ["NUMPYRO_FIELDS", "run_kept"]
@@ -109,7 +115,6 @@ def run_kept(spec: Sampler, problem: Problem, settings: Settings) -> RunResult:
     # 100 devices through XLA_FLAGS when JAX has not started yet
     from ._jax_common import chain_method_for, compile_spans, jax, require_compile_events, union_length  # noqa: I001
 
-    import jaxlib  # with the JAX samplers: optional, lazy
     import numpyro
     from pymc.sampling.jax import _get_batched_jittered_initial_points, _numpyro_stats_to_dict
     from pymc.util import _get_seeds_per_chain
@@ -162,17 +167,8 @@ def run_kept(spec: Sampler, problem: Problem, settings: Settings) -> RunResult:
         spec, problem, settings, numpyro, nuts,
         sampler="numpyro NUTS as pm.sample(nuts_sampler='numpyro') runs it (pymc.sampling.jax.sample_jax_nuts "
                 "in steps), the program kept for later seeds",
-        jax_version=jax.__version__,
-        jaxlib_version=jaxlib.__version__,
-        jax_enable_x64=bool(jax.config.jax_enable_x64),
-        backend=f"PyTensor -> JAX ({jax.default_backend()})",
-        parallel={"chain_method": nuts["chain_method"], "chains": settings.chains,
-                  "cpu_devices": jax.local_device_count()},
-        threads=os.cpu_count(),  # XLA's CPU intra-op thread pool defaults to every core
-        xla_flags=os.environ.get("XLA_FLAGS", ""),
+        **jax_sampler_fields(nuts["chain_method"], settings.chains, reused, spans),
         pm_sample_seed=random_seed,
-        compile_cache=REUSED if reused else spans.cache_note(),
-        program=REUSED if reused else COMPILED,
         compile_reused=reused,
     )
     return RunResult(draws=draws, timings=timings, manifest=manifest)
