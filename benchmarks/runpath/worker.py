@@ -37,6 +37,8 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from . import checker  # light: the check's modules load in its helper process, not on import
+
 __all__ = ["Worker", "WorkerLost", "worker_main"]
 
 #: how often the worker's watchdog looks for its parent (seconds)
@@ -132,9 +134,13 @@ def worker_main(argv: list[str] | None = None) -> int:
         return 1
     # the run path's imports (NumPy, arviz-stats, the reference; once per worker) come after the CPU pinning
     # and the watchdog: threads a library starts keep the CPUs of the moment they start, and a parent
-    # killed during these seconds must still take the worker down
+    # killed during these seconds must still take the worker down. The check's helper process imports
+    # beside them; the worker is ready when both are (checker.py)
+    helper = threading.Thread(target=checker.start, daemon=True)
+    helper.start()
     from .execute import execute
 
+    helper.join()
     send({"ok": True, "ready": os.getpid()})
     for line in requests:  # end of file: the client is gone or done
         msg = json.loads(line)
@@ -146,6 +152,7 @@ def worker_main(argv: list[str] | None = None) -> int:
             send({"ok": False, "error": traceback.format_exc()[-4000:]})
             continue
         send({"ok": True, "result": result})
+    checker.stop()
     if _has_children():  # e.g. httpstan's pool: never left behind
         os.killpg(os.getpgrp(), signal.SIGKILL)
     return 0
