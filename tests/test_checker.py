@@ -33,7 +33,7 @@ def _draws(shift: float = 0.0):
 @pytest.mark.parametrize("shift", [0.0, 3.0])
 def test_the_helpers_verdict_is_the_verdict_in_process(helper, shift):
     ref, draws = _draws(shift)
-    verdict = checker.result(checker.submit(RUBIN, PRESETS["default"], draws["posterior"].to_dataset()))
+    verdict = checker.result(checker.submit(RUBIN, PRESETS["default"], draws))
     assert verdict is not None
     assert verdict.to_json() == check(draws, ref).to_json()
     assert verdict.passed is (shift == 0.0)
@@ -43,7 +43,7 @@ def test_a_helper_that_dies_leaves_the_check_to_the_worker(helper):
     _, draws = _draws()
     for pid in list(helper._processes):
         os.kill(pid, signal.SIGKILL)
-    pending = checker.submit(RUBIN, PRESETS["default"], draws["posterior"].to_dataset())
+    pending = checker.submit(RUBIN, PRESETS["default"], draws)
     assert checker.result(pending) is None  # the caller then checks in process
     assert checker._pool is None
-    assert checker.submit(RUBIN, PRESETS["default"], draws["posterior"].to_dataset()) is None
+    assert checker.submit(RUBIN, PRESETS["default"], draws) is None

@@ -12,11 +12,11 @@ import numpy as np
 from models.problem import Problem
 
 from . import pymc_engine
-from .base import SAMPLE_STATS, Settings, base_manifest
+from .base import SAMPLE_STATS, EngineUnavailable, Settings, base_manifest
 from .convert import tree_depth_from_steps
 
 __all__ = ["TREE_DEPTH", "Sampler", "sample_stats", "check_float64", "sampler_manifest", "jax_sampler_fields",
-           "pm_sample_seed"]
+           "jax_nuts", "pm_sample_seed"]
 
 TREE_DEPTH = "derived from n_steps: floor(log2(n_steps)) + 1 (Stan's treedepth__; convert.tree_depth_from_steps)"
 
@@ -83,6 +83,20 @@ def sampler_manifest(spec: Sampler, problem: Problem, settings: Settings, librar
         **extra,
         timing_method=spec.timing_method,
     )
+
+
+def jax_nuts(spec: Sampler, settings: Settings) -> dict:
+    """The NUTS arguments of a JAX sampler's run, its chain method as it will run here; first, JAX must
+    import and be in float64 (the suite samples in float64 only)."""
+    from ._jax_common import chain_method_for, jax
+
+    if jax is None:
+        raise EngineUnavailable(f"jax does not import: pip install 'eight-schools-ppl[{spec.extra}]'")
+    if not jax.config.jax_enable_x64:
+        raise RuntimeError(f"{spec.engine}: jax_enable_x64 is off; this engine samples in float64 only")
+    nuts = spec.nuts(settings)
+    nuts["chain_method"] = chain_method_for(nuts["chain_method"], settings.chains)
+    return nuts
 
 
 def jax_sampler_fields(chain_method: str, chains: int, reused: bool, spans) -> dict:

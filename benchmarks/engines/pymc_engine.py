@@ -70,11 +70,12 @@ def _phase_times(tune, draws) -> tuple[float, float, float, float]:
     return first, inference, warmup, inference - warmup
 
 
-def posterior_arrays(idata) -> dict[str, np.ndarray]:
-    """mu, tau (unless fixed: then it is pm.Data), theta and theta_tilde from pm.sample's posterior;
-    shared with the engines that run other NUTS samplers through pm.sample (pymc_external.py)."""
-    post = idata["posterior"].dataset
-    return {k: post[k].values for k in ("mu", "tau", "theta", "theta_tilde") if k in post}
+def posterior_arrays(draws) -> dict[str, np.ndarray]:
+    """mu, tau (unless fixed: then it is pm.Data), theta and theta_tilde from pm.sample's posterior, or
+    from a mapping of the model's variables to their draws; shared with the engines that run other NUTS
+    samplers on the PyMC model (pymc_external.py, pymc_numpyro.py)."""
+    post = draws["posterior"].dataset if "posterior" in draws else draws
+    return {k: np.asarray(post[k]) for k in ("mu", "tau", "theta", "theta_tilde") if k in post}
 
 
 def pytensor_manifest() -> dict:

@@ -51,6 +51,7 @@ from ._call_timing import call_times, function_at
 from ._pymc_common import (
     Sampler,
     check_float64,
+    jax_nuts,
     jax_sampler_fields,
     pm_sample_seed,
     sample_stats,
@@ -59,7 +60,6 @@ from ._pymc_common import (
 from .base import (
     COMPILED,
     REUSED,
-    EngineUnavailable,
     RunResult,
     Settings,
     Timings,
@@ -249,17 +249,12 @@ def _run_pm_sample(spec: Sampler, problem: Problem, settings: Settings) -> RunRe
     """A JAX sampler through pm.sample(nuts_sampler=...), its compile time told apart by JAX's events."""
     import pymc as pm
 
-    from ._jax_common import chain_method_for, compile_spans, jax, union_length
+    from ._jax_common import compile_spans, jax, union_length
 
-    if jax is None:
-        raise EngineUnavailable(availability(spec.name) or "jax does not import")
-    if not jax.config.jax_enable_x64:
-        raise RuntimeError(f"{spec.engine}: jax_enable_x64 is off; this engine samples in float64 only")
+    nuts = jax_nuts(spec, settings)
     library = importlib.import_module(spec.name)
     window_fn = function_at(spec.window, spec.engine)
     cores = _cores(spec, settings)
-    nuts = spec.nuts(settings)
-    nuts["chain_method"] = chain_method_for(nuts["chain_method"], settings.chains)
 
     t0, w0 = time.perf_counter(), time.time()
     model = build_model(problem.data, problem.prior, problem.parameterization)

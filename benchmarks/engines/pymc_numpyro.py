@@ -23,13 +23,15 @@ from models.pymc_model import build_model
 from ._pymc_common import (
     Sampler,
     check_float64,
+    jax_nuts,
     jax_sampler_fields,
     pm_sample_seed,
     sample_stats,
     sampler_manifest,
 )
-from .base import EngineUnavailable, RunResult, Settings, Timings
+from .base import RunResult, Settings, Timings
 from .convert import to_datatree
+from .pymc_engine import posterior_arrays
 
 __all__ = ["NUMPYRO_FIELDS", "run_kept"]
 
@@ -113,18 +115,13 @@ def run_kept(spec: Sampler, problem: Problem, settings: Settings) -> RunResult:
     kept between seeds (see the module's docstring)."""
     # _jax_common first: it sets JAX's CPU device count before pymc.sampling.jax, whose import asks for
     # 100 devices through XLA_FLAGS when JAX has not started yet
-    from ._jax_common import chain_method_for, compile_spans, jax, require_compile_events, union_length  # noqa: I001
+    from ._jax_common import compile_spans, jax, require_compile_events, union_length  # noqa: I001
 
     import numpyro
     from pymc.sampling.jax import _get_batched_jittered_initial_points, _numpyro_stats_to_dict
     from pymc.util import _get_seeds_per_chain
 
-    if jax is None:
-        raise EngineUnavailable(f"jax does not import: pip install 'eight-schools-ppl[{spec.extra}]'")
-    if not jax.config.jax_enable_x64:
-        raise RuntimeError(f"{spec.engine}: jax_enable_x64 is off; this engine samples in float64 only")
-    nuts = spec.nuts(settings)
-    nuts["chain_method"] = chain_method_for(nuts["chain_method"], settings.chains)
+    nuts = jax_nuts(spec, settings)
     s = settings
     key = (problem, s.chains, s.warmup, s.draws, s.target_accept, s.max_treedepth, nuts["chain_method"])
     programs = _numpyro_programs()
@@ -152,8 +149,7 @@ def run_kept(spec: Sampler, problem: Problem, settings: Settings) -> RunResult:
             programs.discard(key)
             raise
     require_compile_events(reused, run_compile)
-    posterior = {name: np.asarray(r) for name, r in zip(program.var_names, result, strict=True)}
-    posterior = {k: posterior[k] for k in ("mu", "tau", "theta", "theta_tilde") if k in posterior}
+    posterior = posterior_arrays(dict(zip(program.var_names, result, strict=True)))
     stats = sample_stats(spec, {k: np.asarray(v) for k, v in stats.items()})
     check_float64(spec, posterior, stats)
     draws = to_datatree(posterior, stats, problem.data, problem.prior, spec.engine)

@@ -65,13 +65,13 @@ def stop() -> None:
         _pool = None
 
 
-def submit(data, prior, posterior) -> Future | None:
-    """The check of ``posterior`` against the exact posterior of (data, prior), running in the helper;
-    None where there is no helper (the caller checks in process)."""
+def submit(data, prior, draws) -> Future | None:
+    """The check of ``draws`` (a DataTree with a posterior group) against the exact posterior of (data,
+    prior), running in the helper; None where there is no helper (the caller checks in process)."""
     if _pool is None:
         return None
     try:
-        return _pool.submit(_check, data, prior, posterior)
+        return _pool.submit(_check, data, prior, draws["posterior"].to_dataset())
     except (BrokenProcessPool, RuntimeError):
         _lost()
         return None

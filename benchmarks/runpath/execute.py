@@ -90,7 +90,7 @@ def execute(wire: dict) -> dict:
                compile_reused=bool(m.get("compile_reused", m.get("program") == REUSED)),
                warmup_s=t.warmup_s, sampling_s=t.sampling_s, inference_s=t.inference_s, total_s=t.total_s)
     # the check in the worker's helper process, beside the diagnostics (checker.py), else here
-    pending = checker.submit(problem.data, problem.prior, result.draws["posterior"].to_dataset())
+    pending = checker.submit(problem.data, problem.prior, result.draws)
     t1 = time.perf_counter()
     rec.update(diagnose(result.draws, settings.max_treedepth)._asdict())
     rec["diagnostics_s"] = time.perf_counter() - t1

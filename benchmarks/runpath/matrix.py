@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import time
 from collections.abc import Callable, Iterable
 
@@ -95,7 +94,7 @@ def run_matrix(specs: list[RunSpec], store: ResultsStore, executor: Executor, *,
         dup = next(k for k in keys if keys.count(k) > 1)
         raise UsageError(f"two specs of this matrix are the same run: {dup}")
     # the wall time counts from the executor's start: its workers' start-up is the matrix's time
-    t_start = min(time.perf_counter(), getattr(executor, "created", math.inf))
+    t_start = executor.created
     env = environment(executor=executor.describe())
     store.write_json("environment.json", env)
     todo = [s for s in specs if not store.has(s.key)]
