@@ -19,7 +19,10 @@ from .base import Engine, EngineUnavailable, RunResult, Settings, SettingsError,
 
 __all__ = ["ENGINES", "EngineEntry", "KNOWN_BREAKS", "KnownBreak", "Engine", "EngineUnavailable", "RunResult",
            "Settings", "SettingsError", "Timings", "get_engine", "availability", "available_engines",
-           "engine_version", "known_break"]
+           "engine_version", "known_break", "default_engines", "GROUPS", "check_capabilities"]
+
+#: the engine groups (EngineEntry.group)
+GROUPS = ("main", "chains")
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,13 @@ class EngineEntry:
     target: str  #: "package.module:ATTR" or "package.module:ATTR[key]": the Engine object
     ppl: str  #: the PyPI distribution whose release the engine measures
     extra: str  #: the pyproject extra(s) that install it: pip install 'eight-schools-ppl[<extra>]'
+    #: "main": the 4-chain NUTS engines every matrix job runs when it names none (compare, bench, sweep,
+    #: calibrate, tune); "chains": many-chain and flow-adapted samplers, run by the chains job and
+    #: wherever they are named. A new group needs no edit elsewhere: only "main" is a default.
+    group: str = "main"
+    #: the devices it runs on (Settings.device) and the engine-specific options it takes (Settings.options)
+    devices: tuple[str, ...] = ("cpu",)
+    options: tuple[str, ...] = ()
 
 
 _TARGET = re.compile(r"^(?P<module>[\w.]+):(?P<attr>\w+)(?:\[(?P<key>[\w-]+)\])?$")
@@ -66,6 +76,23 @@ KNOWN_BREAKS: dict[str, KnownBreak] = {
         summary="PyMC 6.4 passes progress_bar to BlackJAX 1.7's kernel, which rejects it",
     ),
 }
+
+
+def default_engines() -> list[str]:
+    """The engines a job runs when it names none: the "main" group, in registry order."""
+    return [n for n, e in ENGINES.items() if e.group == "main"]
+
+
+def check_capabilities(name: str, settings: Settings) -> None:
+    """Refuse settings the engine cannot honour (a device it does not run on, an option it does not
+    take), naming the field and the value; the client calls this before any run, the worker again."""
+    entry = _entry(name)
+    if settings.device not in entry.devices:
+        raise SettingsError(f"device = {settings.device!r}: engine {name} runs on {', '.join(entry.devices)} only")
+    for opt, value in settings.options:
+        if opt not in entry.options:
+            takes = f"it takes {', '.join(entry.options)}" if entry.options else "it takes none"
+            raise SettingsError(f"options.{opt} = {value!r}: engine {name} has no such option ({takes})")
 
 
 def _entry(name: str) -> EngineEntry:

@@ -47,6 +47,7 @@ __all__ = [
     "base_manifest",
     "check_problem",
     "check_run_args",
+    "DEVICES",
 ]
 
 #: sample_stats variables every engine provides, with ArviZ's names.
@@ -65,6 +66,9 @@ class SettingsError(UsageError):
     """A sampler setting the suite cannot use; the message names the field and the value."""
 
 
+#: where a JAX engine runs (Settings.device): JAX's CPU or its GPU platform; other engines run on the CPU
+DEVICES = ("cpu", "gpu")
+
 #: the largest seed: Stan's seeds are unsigned 32-bit integers, and every engine takes the same range
 MAX_SEED = 2**32 - 1
 
@@ -79,8 +83,16 @@ class Settings:
     target_accept: float = 0.8
     max_treedepth: int = 10
     seed: int = 0
+    #: "cpu" or "gpu" (DEVICES); an engine runs only on the devices its registry entry names
+    device: str = "cpu"
+    #: engine-specific options, as sorted (name, value) pairs (a mapping is accepted and sorted); an
+    #: engine takes only the options its registry entry names, e.g. blackjax-mclmc's step_size_scale
+    options: tuple = ()
 
     def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise SettingsError(f"device = {self.device!r}: must be one of {', '.join(DEVICES)}")
+        object.__setattr__(self, "options", _options(self.options))
         for name in ("chains", "draws", "max_treedepth"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -97,7 +109,46 @@ class Settings:
             raise SettingsError(f"target_accept = {ta!r}: must be in (0, 1)")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings as JSON-able values. ``device`` and ``options`` appear only where they differ
+        from their defaults, so every record made before they existed keeps its key and digest."""
+        d = asdict(self)
+        if d["device"] == "cpu":
+            del d["device"]
+        if d["options"]:
+            d["options"] = dict(d["options"])
+        else:
+            del d["options"]
+        return d
+
+    def option(self, name: str, default=None):
+        return dict(self.options).get(name, default)
+
+
+def _options(raw) -> tuple:
+    """``raw`` (a mapping or (name, value) pairs) as sorted pairs of an identifier and a finite number
+    or a string."""
+    if isinstance(raw, Mapping):
+        pairs = list(raw.items())
+    elif isinstance(raw, (tuple, list)):
+        pairs = []
+        for p in raw:
+            if not (isinstance(p, (tuple, list)) and len(p) == 2):
+                raise SettingsError(f"options = {raw!r}: expected a table of name = value")
+            pairs.append(tuple(p))
+    else:
+        raise SettingsError(f"options = {raw!r}: expected a table of name = value")
+    out = {}
+    for name, value in pairs:
+        if not (isinstance(name, str) and name.isidentifier()):
+            raise SettingsError(f"options: name = {name!r}: must be an identifier")
+        if name in out:
+            raise SettingsError(f"options.{name}: given twice")
+        ok = (isinstance(value, str) and value != "") or (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+        if not ok:
+            raise SettingsError(f"options.{name} = {value!r}: must be a finite number or a non-empty string")
+        out[name] = value
+    return tuple(sorted(out.items()))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -32,7 +32,7 @@ from models.files import write_json, write_text
 from reference import posterior
 from reference.check import DEFAULT_ALPHA, FUNCTIONAL_PROBS, bonferroni_threshold, check, iid_as_draws
 
-from ..engines import ENGINES
+from ..engines import ENGINES, default_engines
 from ..engines.base import Settings
 from ..runpath import Progress, ResultsStore, run_matrix
 from ..runpath.environment import environment, note_revision_drift
@@ -217,7 +217,7 @@ def run_calibration(outdir: Path, *, reps: int = DEFAULT_REPS, seeds: int = 20, 
                     seed: int = 20261124, long_draws: int = DEFAULT_LONG_DRAWS,
                     options: RunOptions | None = None) -> dict:
     data, prior = RUBIN, PRESETS["default"]
-    engines = engines or list(ENGINES)
+    engines = engines or default_engines()
     seed_list = list(range(1, seeds + 1))
     outdir = Path(outdir)
     env = environment()

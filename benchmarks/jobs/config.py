@@ -16,7 +16,7 @@ from pathlib import Path
 from models.errors import UsageError
 from models.problem import PARAMETERIZATIONS
 
-from ..engines import ENGINES
+from ..engines import ENGINES, default_engines
 from ..engines.base import Settings
 from ..runpath.spec import RunSpec, data_for, prior_for
 
@@ -128,7 +128,7 @@ def parse_sections(config: dict, engines: list[str] | None = None, seeds: int | 
         unknown = set(merged) - KNOWN_KEYS
         if unknown:
             raise ConfigError(f"section {name!r}: unknown keys {sorted(unknown)}")
-        eng = check_engines(engines or merged.get("engines", list(ENGINES)))
+        eng = check_engines(engines or merged.get("engines", default_engines()))
         params = check_parameterizations(merged.get("parameterizations", list(PARAMETERIZATIONS)))
         priors = [str(p) for p in as_list(merged.get("priors", ["default"]), "priors")]
         for p in priors:

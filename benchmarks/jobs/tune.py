@@ -38,7 +38,7 @@ import numpy as np
 from models.errors import UsageError
 from models.files import write_json, write_text
 
-from ..engines import ENGINES
+from ..engines import ENGINES, default_engines
 from ..engines.base import Settings
 from ..runpath import ResultsStore, RunSpec, SerialExecutor, run_matrix
 from ..runpath.environment import environment, note_revision_drift
@@ -191,7 +191,7 @@ def _jobs(engines: list[str], rounds: int, seeds: list[int], settings: Settings,
 def run_tuning(outdir: Path, *, engines: list[str] | None = None, seeds: int = 3, rounds: int = 2,
                settings: Settings | None = None, cold: bool = True, progress=print,
                options: RunOptions | None = None) -> dict:
-    engines = engines or list(ENGINES)
+    engines = engines or default_engines()
     settings = settings or Settings()
     seed_list = list(range(1, seeds + 1))
     env = environment()

@@ -23,7 +23,7 @@ from models.provenance import cpu_model
 from reference import posterior
 from reference.check import check
 
-from ..engines import availability, get_engine, known_break
+from ..engines import availability, check_capabilities, get_engine, known_break
 from ..engines.base import REUSED
 from . import checker
 from .diagnose import diagnose
@@ -73,6 +73,7 @@ def execute(wire: dict) -> dict:
         return {"record": rec, "manifest": None, "draws_nc": None}
     engine = get_engine(engine_name)
     try:
+        check_capabilities(engine_name, settings)
         result = engine.run(problem, settings)
     except Exception as e:  # noqa: BLE001 - a failing engine is a record and the matrix goes on
         text = f"{type(e).__name__}: {e}"

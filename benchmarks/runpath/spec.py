@@ -26,6 +26,7 @@ from models.priors import MU_FAMILIES, TAU_FAMILIES, Dist
 from models.problem import PARAMETERIZATIONS, Problem
 from models.specs import resolve_data, resolve_prior
 
+from ..engines import ENGINES, check_capabilities
 from ..engines.base import Settings
 
 __all__ = ["RunSpec", "data_for", "prior_for", "problem_from_wire", "settings_from_wire", "DIGEST_CHARS"]
@@ -63,6 +64,8 @@ class RunSpec:
                              f"{', '.join(PARAMETERIZATIONS)}")
         if not isinstance(self.settings, Settings):
             raise TypeError(f"settings = {type(self.settings).__name__}: expected Settings")
+        if self.engine in ENGINES:  # an unknown name is refused where it is chosen, with the list
+            check_capabilities(self.engine, self.settings)
 
     @property
     def seed(self) -> int:
@@ -101,7 +104,9 @@ class RunSpec:
         s = self.settings
         data = data_for(self.data)
         raw = (f"{self.section}__{self.engine}__{self.parameterization}__{self.prior}__{data.name}"
-               f"__s{s.seed}__c{s.chains}w{s.warmup}d{s.draws}ta{s.target_accept:g}td{s.max_treedepth}")
+               f"__s{s.seed}__c{s.chains}w{s.warmup}d{s.draws}ta{s.target_accept:g}td{s.max_treedepth}"
+               + (f"__{s.device}" if s.device != "cpu" else "")
+               + "".join(f"__{k}={v}" for k, v in s.options))
         return re.sub(r"[^A-Za-z0-9_.=-]+", "-", raw)[:160]
 
     @property
@@ -111,7 +116,7 @@ class RunSpec:
     @property
     def program(self) -> tuple:
         """What one compiled program serves: runs that differ only in their seed share it."""
-        s = self.settings.to_dict()
+        s = dataclasses.asdict(self.settings)  # options stay (name, value) pairs: hashable
         s.pop("seed")
         return (self.engine, self.parameterization, self.prior, data_for(self.data).J, tuple(sorted(s.items())))
 
