@@ -12,12 +12,15 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
-from .base import COMPILED, REUSED, Timings
+from .base import COMPILED, REUSED, SettingsError, Timings
 from .caches import compilation_cache_dir
 
 __all__ = ["jax", "COMPILE_EVENTS", "CompileLog", "compile_spans", "union_length", "compilation_cache_dir",
            "chain_method_for", "CHAIN_METHODS", "ChainPrograms", "NumPyroChains", "ProgramCache",
-           "PROGRAMS_KEPT"]
+           "PROGRAMS_KEPT", "device_scope", "device_label", "JAX_PLATFORM"]
+
+#: Settings.device -> JAX's platform name
+JAX_PLATFORM = {"cpu": "cpu", "gpu": "gpu"}
 
 #: how an engine may run its chains: one per XLA CPU device (pmap), all in one vmapped program, or one
 #: after another through the one-device program of "parallel" (so both give the same draws)
@@ -313,6 +316,32 @@ def jax_manifest() -> dict:
     return {"jax_version": jax.__version__, "jaxlib_version": jaxlib.__version__,
             "jax_enable_x64": bool(jax.config.jax_enable_x64), "backend": jax.default_backend()}
 
+
+
+def _devices(device: str) -> list:
+    """JAX's devices of ``device`` (Settings.device); a platform JAX does not have here is unusable input."""
+    try:
+        found = jax.devices(JAX_PLATFORM[device])
+    except RuntimeError:
+        found = []
+    if not found:
+        raise SettingsError(f"device = {device!r}: JAX sees no {device.upper()} here (backends: "
+                            f"{jax.default_backend()}); for a GPU: pip install 'eight-schools-ppl[gpu]'")
+    return found
+
+
+@contextlib.contextmanager
+def device_scope(device: str) -> Iterator[None]:
+    """Run the JAX work inside on ``device``'s first JAX device (its arrays and compiled programs)."""
+    with jax.default_device(_devices(device)[0]):
+        yield
+
+
+def device_label(device: str) -> str:
+    """The device a run used, in words: "cpu × 2" (cores) or the GPU's name, e.g. "NVIDIA H200"."""
+    if device == "cpu":
+        return f"cpu × {len(os.sched_getaffinity(0))}"
+    return str(_devices(device)[0].device_kind)
 
 
 def require_compile_events(reused: bool, warmup_compile: float) -> None:
