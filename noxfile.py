@@ -150,6 +150,21 @@ def sweep(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def chains(session: nox.Session) -> None:
+    """Many-chain (ChEES, MEADS, MCLMC, vectorized NUTS) and flow-adapted samplers vs chains: results/runs/chains/."""
+    import tomllib
+
+    cfg = tomllib.loads((ROOT / "benchmarks" / "configs" / "chains.toml").read_text())
+    sc = cfg["scaling"]
+    _start(session, f"chains: {len(sc['max_chains'])} many-chain samplers x chains {sc['counts']} x "
+                    f"{len(cfg['parameterizations'])} parameterisations x {len(cfg['seeds'])} seeds, the 4-chain "
+                    "NUTS yardstick and unadjusted MCLMC's step sizes into results/runs/chains (--device gpu: "
+                    "chains-gpu)", "chains")
+    _install(session, "ppl,dask")
+    session.run("python", "-m", "benchmarks", "chains", *session.posargs, env=ENV)
+
+
+@nox.session(default=False)
 def reference(session: nox.Session) -> None:
     """Write the exact grid reference for every preset, with figures, to results/runs/reference/."""
     _start(session, "reference: exact summaries for every preset into results/runs/reference")

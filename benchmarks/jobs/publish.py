@@ -31,6 +31,8 @@ SNAPSHOTS: dict[str, tuple[str, str]] = {
     "compare": ("compare", "REPORT.md"),
     "bench": ("bench", "REPORT.md"),
     "sweep": ("sweep", "SWEEP.md"),
+    "chains": ("chains", "CHAINS.md"),
+    "chains-gpu": ("chains-gpu", "CHAINS.md"),
     "calibration": ("calibration", "CALIBRATION.md"),
     "tuning": ("tuning", "TUNING.md"),
     "notebook": ("notebook", "README.md"),

@@ -101,6 +101,9 @@ def execute(wire: dict) -> dict:
         verdict = check(result.draws, posterior(problem.data, problem.prior))
     rec.update(check_passed=bool(verdict.passed), check_max_abs_z=float(verdict.max_abs_z),
                check_failed=";".join(verdict.failed[:8]))
+    tau_mean = next((c for c in verdict.checks if c.quantity == "tau" and c.functional == "mean"), None)
+    if tau_mean is not None:
+        rec.update(tau_mean_error=float(tau_mean.estimate - tau_mean.exact), tau_mean_z=float(tau_mean.z))
     rec["check_s"] = time.perf_counter() - t2  # what the check added after the diagnostics
     derive_rates(rec)
     draws_nc = _netcdf_b64(result.draws) if wire.get("save_draws") else None

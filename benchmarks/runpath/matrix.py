@@ -79,7 +79,7 @@ def engine_budget(records: Iterable[dict]) -> dict:
             continue
         inference += r.get("inference_s") or 0.0
         program = (r["engine"], r["parameterization"], r["prior"], r["J"], r["chains"], r["warmup"], r["draws"],
-                   r["target_accept"], r["max_treedepth"])
+                   r["target_accept"], r["max_treedepth"], r.get("device") or "cpu", str(r.get("options") or ""))
         compiles.setdefault(program, r.get("compile_s") or 0.0)
     return {"inference_s": inference, "distinct_programs": len(compiles),
             "distinct_compile_s": sum(compiles.values()), "budget_s": inference + sum(compiles.values())}

@@ -23,6 +23,10 @@ RECORD_FIELDS = [
     "check_passed", "check_max_abs_z", "check_failed",
     "engine_call_s", "diagnostics_s", "check_s", "worker_s", "harness_s",
     "error", "error_kind", "error_link", "answered_by", "machine", "worker", "cpus",
+    # samplers beyond 4-chain NUTS: the device and engine options (absent: cpu, none), nested R-hat over
+    # superchains (chains sharing an initial point), and tau's mean against the exact one (its bias in
+    # the draws' own estimate, and z in units of its MCSE) for the samplers biased by design
+    "device", "options", "max_nested_rhat", "superchains", "tau_mean_error", "tau_mean_z",
 ]
 
 ERROR_KINDS = ("unavailable", "known-break", "error", "timeout", "crashed")
