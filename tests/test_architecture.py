@@ -13,10 +13,10 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("models", "reference", "benchmarks")
 #: the most lines a module may have (issue 12)
 MAX_LINES = 500
-#: packages a function may import lazily: PPLs and their compilers (seconds to import, optional
+#: packages a function may import lazily: PPLs and their compilers and optimisers (seconds to import, optional
 #: extras), Dask (optional), matplotlib (figures only), and the PPL-side modules of this project
 LAZY_OK = ("pymc", "pytensor", "numpyro", "jax", "jaxlib", "blackjax", "nutpie", "stan", "httpstan",
-           "cmdstanpy", "distributed", "dask", "matplotlib", "arviz_plots", "models.pymc_model",
+           "cmdstanpy", "distributed", "dask", "matplotlib", "arviz_plots", "optax", "pymc_extras", "flowjax", "models.pymc_model",
            "models.numpyro_model", "models.jax_model", "models.stan_program")
 
 

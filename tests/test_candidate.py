@@ -81,7 +81,7 @@ def test_unusable_requirements_are_usage_errors(bad):
 
 
 def test_engines_of_each_ppl_include_the_samplers_that_run_through_it():
-    assert set(engines_for("numpyro")) == {"numpyro", "pymc-numpyro"}
+    assert set(engines_for("numpyro")) == {"numpyro", "pymc-numpyro", "numpyro-vectorized"}
     assert set(engines_for("pymc")) == {"pymc", *SAMPLER_ALSO_USES}
     assert engines_for("pystan") == ["pystan"]
     assert engines_for("no-such-distribution-here") == []

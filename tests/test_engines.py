@@ -137,6 +137,12 @@ COMPILER_VERSIONS = {
     "pymc-nutpie": ("pymc_version", "pytensor_version"),
     "pymc-numpyro": ("pymc_version", "pytensor_version", "jax_version"),
     "pymc-blackjax": ("pymc_version", "pytensor_version", "jax_version"),
+    "blackjax-chees": ("jax_version",),
+    "blackjax-meads": ("jax_version",),
+    "blackjax-mclmc-adjusted": ("jax_version",),
+    "blackjax-mclmc": ("jax_version",),
+    "pymc-nutpie-flow": ("pymc_version", "pytensor_version", "jax_version"),
+    "numpyro-vectorized": ("jax_version",),
 }
 
 
@@ -187,7 +193,9 @@ def test_every_engine_implements_the_interface(engine_name):
 
 def test_registry_order_and_entries():
     assert list(ENGINES) == ["pymc", "numpyro", "pystan", "cmdstanpy", "blackjax", "pymc-nutpie", "pymc-numpyro",
-                             "pymc-blackjax"]
+                             "pymc-blackjax",
+                             "blackjax-chees", "blackjax-meads", "blackjax-mclmc-adjusted", "blackjax-mclmc",
+                             "pymc-nutpie-flow", "numpyro-vectorized"]
     for name, entry in ENGINES.items():
         assert registry._TARGET.match(entry.target), (name, entry.target)
     assert set(KNOWN_BREAKS) <= set(ENGINES)

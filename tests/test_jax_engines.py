@@ -269,3 +269,34 @@ def test_evicted_programs_release_their_memory_maps(monkeypatch, name):
     after = [run(d) for d in range(12, 16)]
     assert module.PROGRAMS.evictions == 4 and len(module.PROGRAMS) == 2
     assert max(after) - full < one_program, (full, one_program, after)
+
+
+def test_superchain_initial_points_are_shared_within_a_superchain_only():
+    from benchmarks.engines.numpyro_engine import superchain_inits
+
+    sites = {"mu": (), "tau": (), "theta_tilde": (8,)}
+    a = superchain_inits(sites, 4, 3, seed=5)
+    assert {k: v.shape for k, v in a.items()} == {"mu": (12,), "tau": (12,), "theta_tilde": (12, 8)}
+    for v in a.values():
+        v = np.asarray(v)
+        assert np.all(np.abs(v) < 2.0)  # init_to_uniform(radius=2) on the unconstrained scale
+        for c in range(12):
+            np.testing.assert_array_equal(v[c], v[(c // 3) * 3])
+        assert len({np.asarray(v[c]).tobytes() for c in range(0, 12, 3)}) == 4
+    b = superchain_inits(sites, 4, 3, seed=5)
+    assert all(np.array_equal(a[k], b[k]) for k in a)  # from the seed only
+
+
+@pytest.mark.samples
+def test_numpyro_vectorized_records_its_superchains():
+    from benchmarks.runpath.diagnose import diagnose
+
+    require_engine("numpyro-vectorized")
+    module = importlib.import_module("benchmarks.engines.numpyro_vectorized")
+    settings = Settings(chains=32, warmup=50, draws=20, seed=2)
+    r = module.ENGINE.run(PROBLEM, settings)
+    assert r.draws["posterior"].attrs["superchain_size"] == 2
+    assert r.manifest["superchains"] == 16 and r.manifest["superchain_size"] == 2
+    assert r.manifest["parallel"]["chain_method"] == "vectorized" and r.manifest["device"].startswith("cpu")
+    d = diagnose(r.draws, settings.max_treedepth)
+    assert d.superchains == 16 and d.max_nested_rhat is not None and np.isfinite(d.max_nested_rhat)

@@ -37,6 +37,9 @@ class EngineEntry:
     #: the devices it runs on (Settings.device) and the engine-specific options it takes (Settings.options)
     devices: tuple[str, ...] = ("cpu",)
     options: tuple[str, ...] = ()
+    #: PyPI distributions its sampler runs through besides ``ppl`` (the pymc-* engines build the model and
+    #: its gradient in PyMC and sample with another PPL): a candidate of those gates it too
+    also_uses: tuple[str, ...] = ()
 
 
 _TARGET = re.compile(r"^(?P<module>[\w.]+):(?P<attr>\w+)(?:\[(?P<key>[\w-]+)\])?$")
@@ -48,9 +51,28 @@ ENGINES: dict[str, EngineEntry] = {
     "cmdstanpy": EngineEntry("benchmarks.engines.cmdstanpy_engine:ENGINE", "cmdstanpy", "cmdstan"),
     "blackjax": EngineEntry("benchmarks.engines.blackjax_engine:ENGINE", "blackjax", "blackjax"),
     # the PyMC model sampled by other NUTS implementations (pymc_external.SAMPLERS)
-    "pymc-nutpie": EngineEntry("benchmarks.engines.pymc_external:ENGINES[nutpie]", "nutpie", "nutpie"),
-    "pymc-numpyro": EngineEntry("benchmarks.engines.pymc_external:ENGINES[numpyro]", "numpyro", "pymc,numpyro"),
-    "pymc-blackjax": EngineEntry("benchmarks.engines.pymc_external:ENGINES[blackjax]", "blackjax", "blackjax"),
+    "pymc-nutpie": EngineEntry("benchmarks.engines.pymc_external:ENGINES[nutpie]", "nutpie", "nutpie",
+                               also_uses=("pymc",)),
+    "pymc-numpyro": EngineEntry("benchmarks.engines.pymc_external:ENGINES[numpyro]", "numpyro", "pymc,numpyro",
+                                also_uses=("pymc",)),
+    "pymc-blackjax": EngineEntry("benchmarks.engines.pymc_external:ENGINES[blackjax]", "blackjax", "blackjax",
+                                 also_uses=("pymc",)),
+    # many-chain BlackJAX samplers: every chain in one vmapped program, superchains for nested R-hat
+    "blackjax-chees": EngineEntry("benchmarks.engines.blackjax_chees:ENGINE", "blackjax", "blackjax", group="chains",
+                                  devices=("cpu", "gpu"), options=("learning_rate", "mass_matrix")),
+    "blackjax-meads": EngineEntry("benchmarks.engines.blackjax_meads:ENGINE", "blackjax", "blackjax", group="chains",
+                                  devices=("cpu", "gpu"), options=("num_folds",)),
+    "blackjax-mclmc-adjusted": EngineEntry("benchmarks.engines.blackjax_mclmc:ENGINES[adjusted]", "blackjax",
+                                           "blackjax", group="chains", devices=("cpu", "gpu"),
+                                           options=("target_acceptance_rate",)),
+    "blackjax-mclmc": EngineEntry("benchmarks.engines.blackjax_mclmc:ENGINES[unadjusted]", "blackjax", "blackjax",
+                                  group="chains", devices=("cpu", "gpu"), options=("step_size_scale",)),
+    # nutpie's normalizing-flow adaptation on the PyMC model (pymc_external.SAMPLERS["nutpie-flow"])
+    "pymc-nutpie-flow": EngineEntry("benchmarks.engines.pymc_external:ENGINES[nutpie-flow]", "nutpie", "nutpie-flow",
+                                    group="chains", also_uses=("pymc",)),
+    # NumPyro's NUTS with many chains in lock-step (vmap), started in superchains for nested R-hat
+    "numpyro-vectorized": EngineEntry("benchmarks.engines.numpyro_vectorized:ENGINE", "numpyro", "numpyro",
+                                      group="chains", devices=("cpu", "gpu")),
 }
 
 

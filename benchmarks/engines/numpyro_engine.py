@@ -24,6 +24,8 @@ from ._jax_common import (
     ProgramCache,
     chain_method_for,
     compile_spans,
+    device_label,
+    device_scope,
     jax,
     jax_manifest,
     jax_run_manifest,
@@ -64,21 +66,29 @@ PROGRAMS = ProgramCache()
 class _Program:
     mcmc: Any
     chains: NumPyroChains
+    #: the unconstrained latent sites' shapes (NumPyro's init_params layout), for superchain initial points
+    sites: dict[str, tuple[int, ...]]
 
 
 def _program_key(problem: Problem, settings: Settings, chain_method: str) -> tuple:
     """Everything a compiled program depends on: the data are constants of NumPyro's model."""
     s = settings
     return (problem.data.y, problem.data.sigma, problem.prior.mu, problem.prior.tau, problem.parameterization,
-            s.chains, s.warmup, s.draws, s.target_accept, s.max_treedepth, chain_method)
+            s.chains, s.warmup, s.draws, s.target_accept, s.max_treedepth, chain_method, s.device)
 
 
-def _build(problem: Problem, settings: Settings, chain_method: str) -> _Program:
+def _build(problem: Problem, settings: Settings, chain_method: str, superchains: bool) -> _Program:
     from numpyro.infer import MCMC, NUTS, init_to_uniform  # NumPyro stays optional: lazy
+    from numpyro.infer.util import initialize_model
 
     chains = NumPyroChains(chain_method)
+    model = build_model(problem.data, problem.prior, problem.parameterization)
+    sites = {}
+    if superchains:  # the latent sites and their shapes, from one trace of the model
+        z = initialize_model(jax.random.PRNGKey(0), model, init_strategy=init_to_uniform(radius=2))[0].z
+        sites = {name: tuple(np.shape(v)) for name, v in z.items()}
     kernel = NUTS(
-        build_model(problem.data, problem.prior, problem.parameterization),
+        model,
         target_accept_prob=settings.target_accept,
         max_tree_depth=settings.max_treedepth,
         init_strategy=init_to_uniform(radius=2),
@@ -90,12 +100,31 @@ def _build(problem: Problem, settings: Settings, chain_method: str) -> _Program:
                 chain_method=chains, progress_bar=False)
     if settings.chains == 1:
         chains.route_single_chain(mcmc)
-    return _Program(mcmc, chains)
+    return _Program(mcmc, chains, sites)
+
+
+def superchain_inits(sites: dict[str, tuple[int, ...]], superchains: int, size: int, seed: int) -> dict:
+    """NumPyro's init_params for ``superchains`` x ``size`` chains: one point per superchain, drawn as
+    init_to_uniform(radius=2) draws it (uniform(-2, 2) on the unconstrained scale; every such point of
+    this model has a finite density), from numpy's default_rng(seed), repeated over its ``size`` chains."""
+    rng = np.random.default_rng(seed)
+    return {name: jnp.asarray(np.repeat(rng.uniform(-2.0, 2.0, (superchains, *shape)), size, axis=0))
+            for name, shape in sites.items()}
 
 
 class NumPyroEngine:
-    name = "numpyro"
-    ppl = "numpyro"
+    """NumPyro's NUTS; ``chain_method`` None reads the module's CHAIN_METHOD at run time (the tuned,
+    shipped choice); ``superchains`` (chains -> K), when given, starts the chains in K superchains of
+    chains / K consecutive chains that share an initial point, recorded as the posterior's
+    ``superchain_size`` (nested R-hat, benchmarks/runpath/diagnose.py)."""
+
+    def __init__(self, name: str = "numpyro", *, chain_method: str | None = None,
+                 superchains: Callable[[int], int] | None = None, sampler: str = "numpyro NUTS") -> None:
+        self.name = name
+        self.ppl = "numpyro"
+        self.chain_method = chain_method
+        self.superchains = superchains
+        self.sampler = sampler
 
     def availability(self) -> str | None:
         if jax is None or importlib.util.find_spec("numpyro") is None:
@@ -106,16 +135,21 @@ class NumPyroEngine:
         check_run_args(problem, settings)
         import numpyro
 
-        chain_method = chain_method_for(CHAIN_METHOD, settings.chains)
-        key = _program_key(problem, settings, chain_method)
+        chain_method = chain_method_for(self.chain_method or CHAIN_METHOD, settings.chains)
+        k = self.superchains(settings.chains) if self.superchains is not None else None
+        key = (*_program_key(problem, settings, chain_method), k is not None)
         t0 = time.perf_counter()
-        with compile_spans(clear=False) as spans:
-            program, reused = PROGRAMS.get(key, lambda: _build(problem, settings, chain_method))
+        with device_scope(settings.device), compile_spans(clear=False) as spans:
+            program, reused = PROGRAMS.get(key, lambda: _build(problem, settings, chain_method, k is not None))
             mcmc = program.mcmc
+            init_params = None
+            if k is not None and settings.chains > 1:  # NumPyro draws a lone chain's point itself
+                init_params = superchain_inits(program.sites, k, settings.chains // k, settings.seed)
             built = time.perf_counter()
+            spans.clear()  # the build's own compile events (a model trace) are in built - t0 already
             try:
                 program.chains.phase = "warmup"
-                mcmc.warmup(jax.random.PRNGKey(settings.seed))
+                mcmc.warmup(jax.random.PRNGKey(settings.seed), init_params=init_params)
                 jax.block_until_ready(mcmc.post_warmup_state)
                 warmed = time.perf_counter()
                 warmup_compile = union_length(spans)
@@ -145,15 +179,24 @@ class NumPyroEngine:
             },
             problem.data, problem.prior, "numpyro",
         )
+        init, superchains = INIT, {}
+        if k is not None:
+            m = settings.chains // k
+            draws["posterior"].attrs["superchain_size"] = m
+            superchains = {"superchains": k, "superchain_size": m}
+            init = (f"{INIT}, one point per superchain: {k} superchains of {m} consecutive chains "
+                    "(uniform(-2, 2) on the unconstrained scale from numpy default_rng(seed))")
         timings = phase_timings(t0, built, warmed, sampled, warmup_compile, run_compile, reused or spans.cached)
         manifest = base_manifest(
             self.name, self.ppl, numpyro.__version__, problem, settings,
             **jax_manifest(),
-            sampler="numpyro NUTS",
-            init=INIT,
+            sampler=self.sampler,
+            init=init,
             mass_matrix="diagonal, adapted (Stan-style windowed adaptation)",
             **jax_run_manifest(chain_method, settings.chains, reused, spans),
             timing_method=TIMING_METHOD,
+            device=device_label(settings.device),
+            **superchains,
         )
         return RunResult(draws=draws, timings=timings, manifest=manifest)
 

@@ -1,6 +1,6 @@
-"""PyMC's model sampled by other NUTS implementations: the engines pymc-nutpie, pymc-numpyro and
-pymc-blackjax, one :class:`ExternalSamplerEngine` each, built from the :data:`SAMPLERS` table
-(``ENGINES["nutpie"]`` etc. in the registry).
+"""PyMC's model sampled by other NUTS implementations: the engines pymc-nutpie, pymc-nutpie-flow,
+pymc-numpyro and pymc-blackjax, one :class:`ExternalSamplerEngine` each, built from the :data:`SAMPLERS`
+table (``ENGINES["nutpie"]`` etc. in the registry).
 
 The model (models/pymc_model.py), its log density (``pymc_engine.log_density``) and the posterior
 conversion are the pymc engine's; only the sampler differs. Each sampler names its sample stats
@@ -14,6 +14,14 @@ problems, least recently used evicted), then ``nutpie.sample`` per run with PyMC
 settings and of the seed, so a later seed compiles nothing (measured, Rubin's data, default prior,
 5 seeds, load ~4.7: compile_s median 2.36 s when compiled, 0.000 s when kept); the draws are
 pm.sample's for the same seed (tests/test_pymc_samplers.py checks it).
+
+pymc-nutpie-flow is the same two calls with nutpie's normalizing-flow adaptation, as nutpie's
+documentation uses it: ``nutpie.compile_pymc_model(model, backend="jax", gradient_backend="jax")`` and
+``nutpie.sample(..., adaptation="flow")`` (the older ``transform_adapt=True``, which nutpie 0.16.11
+still accepts with a FutureWarning), nutpie's flow defaults (``make_transform_adapter``); it needs
+flowjax. During tuning nutpie fits a flowjax normalizing flow to the draws and their gradients (a
+Fisher-divergence loss) and runs NUTS in the flow's space; JAX runs the model's logp, its gradient
+and the flow's training, in float64 (_jax_common's x64, imported first).
 
 pymc-numpyro likewise does what ``pm.sample(nuts_sampler="numpyro")`` does
 (pymc.sampling.jax.sample_jax_nuts), in steps that let a worker keep the compiled program
@@ -37,11 +45,13 @@ import.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import json
 import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 
 from models.problem import Problem
 from models.pymc_model import build_model
@@ -90,6 +100,22 @@ NUTPIE_TIMING = (
     "~0 for a later seed of a problem whose compiled model this process kept (manifest 'program'). "
     "nutpie reports no per-draw or per-phase times, so warmup_s and sampling_s are None; total_s adds "
     "the conversion of the result."
+)
+
+NUTPIE_FLOW_TIMING = (
+    "nutpie.compile_pymc_model(model, backend='jax', gradient_backend='jax') builds the model's logp and "
+    "gradient with PyTensor's JAX conversion, then nutpie.sample(adaptation='flow') runs warmup (the "
+    "normalizing flow's fitting, in JAX) and draws of every chain in Rust threads and returns when all "
+    "have finished; JAX compiles the logp, its gradient and the flow's functions inside that call. "
+    "inference_s = that call (perf_counter around it) minus JAX's compile events within it (jax.monitoring "
+    "spans of jaxpr tracing, MLIR lowering and XLA compilation, overlaps merged; manifest "
+    "jit_compile_in_sampling_s; while one chain's thread compiles, another may sample, so this may "
+    "subtract slightly more than the compiling delays). compile_s = start of run() to that call (model "
+    "build and PyTensor -> JAX; ~0 for a later seed of a problem whose compiled model this process kept, "
+    "manifest 'program') + that compile time; JAX's in-memory caches are dropped after each run (memory "
+    "maps, _jax_common.compile_spans), so each run compiles again, from JAX's persistent cache where it "
+    "can (compile_cached). nutpie reports no per-phase times: warmup_s and sampling_s are None; total_s "
+    "adds the conversion of the result."
 )
 
 NUMPYRO_TIMING = (
@@ -150,6 +176,38 @@ SAMPLERS: dict[str, Sampler] = {
         init="model initial point + uniform(-1, 1) jitter on the unconstrained scale (nutpie's default for PyMC)",
         mass_matrix="diagonal, adapted (nutpie's gradient-based estimate, nutpie's default)",
         timing_method=NUTPIE_TIMING,
+    ),
+    "nutpie-flow": Sampler(
+        name="nutpie",
+        engine="pymc-nutpie-flow",
+        modules=("nutpie", "jax", "flowjax"),
+        extra="nutpie-flow",
+        window=None,  # the engine calls nutpie.sample itself
+        uses_jax=True,
+        nuts=lambda s: {"target_accept": s.target_accept, "max_treedepth": s.max_treedepth,
+                        "adaptation": "flow"},
+        settings_as={
+            "chains": "nutpie.sample(chains)",
+            "warmup": "nutpie.sample(tune), raised from 0 to 1 (nuts-rs needs a tuning step); the flow is "
+                      "fitted in windows of these tuning draws",
+            "draws": "nutpie.sample(draws)",
+            "target_accept": "nutpie.sample(target_accept)",
+            "max_treedepth": "nutpie.sample(maxdepth)",
+            "seed": "as pm.sample(random_seed) hands nutpie its seed: the first of PyMC's per-chain seeds",
+        },
+        stats={"diverging": "diverging", "n_steps": "n_steps", "step_size": "step_size",
+               "energy": "energy", "lp": "logp", "acceptance_rate": "mean_tree_accept"},
+        notes={
+            "tree_depth": "nutpie's own `depth` counts only the doublings kept in the final trajectory "
+                          "(lower than Stan's treedepth__ where a last doubling was rejected), so it is not used",
+            "step_size": "the step size each draw used, in the flow's space: nutpie jitters it around "
+                         "step_size_bar",
+            "energy": "the Hamiltonian in the flow's space (so E-BFMI is of that space's dynamics)",
+        },
+        init="model initial point + uniform(-1, 1) jitter on the unconstrained scale (nutpie's default for PyMC)",
+        mass_matrix="normalizing flow (nutpie adaptation='flow', its defaults: a flowjax coupling flow fitted "
+                    "during tuning to the draws and gradients by a Fisher-divergence loss), NUTS in its space",
+        timing_method=NUTPIE_FLOW_TIMING,
     ),
     "numpyro": Sampler(
         name="numpyro",
@@ -297,6 +355,14 @@ def _run_pm_sample(spec: Sampler, problem: Problem, settings: Settings) -> RunRe
     return RunResult(draws=draws, timings=timings, manifest=manifest)
 
 
+#: nutpie.compile_pymc_model's backends, per engine: pymc-nutpie's as pm.sample picks them (None);
+#: the flow's as nutpie's documentation of the flow adaptation compiles the model
+NUTPIE_COMPILE: dict[str, dict[str, str] | None] = {
+    "pymc-nutpie": None,
+    "pymc-nutpie-flow": {"backend": "jax", "gradient_backend": "jax"},
+}
+
+
 def nutpie_backend() -> str:
     """nutpie's backend as pm.sample picks it: "jax" where PyTensor's default linker is JAX's, else numba."""
     from pytensor.compile.mode import get_mode  # with PyMC: optional, lazy
@@ -336,9 +402,16 @@ class ExternalSamplerEngine:
         if problem in self._compiled:
             self._compiled.move_to_end(problem)
             return (*self._compiled[problem], True)
-        backend = nutpie_backend()
         model = build_model(problem.data, problem.prior, problem.parameterization)
-        compiled = nutpie.compile_pymc_model(model, var_names=None, backend=backend)  # as pm.sample calls it
+        backends = NUTPIE_COMPILE[self.name]
+        if backends is None:
+            backend = nutpie_backend()
+            compiled = nutpie.compile_pymc_model(model, var_names=None, backend=backend)  # as pm.sample calls it
+        else:
+            from ._jax_common import jax  # noqa: F401 - float64 on before PyTensor's JAX conversion runs
+
+            backend = backends["backend"]
+            compiled = nutpie.compile_pymc_model(model, var_names=None, **backends)
         self._compiled[problem] = (compiled, backend)
         while len(self._compiled) > MODELS_KEPT:
             self._compiled.popitem(last=False)
@@ -355,28 +428,48 @@ class ExternalSamplerEngine:
         cores = _cores(spec, settings)
         kwargs = spec.nuts(settings)
         kwargs["maxdepth"] = kwargs.pop("max_treedepth")  # as pymc.sampling.mcmc._sample_external_nuts
+        flow = kwargs.get("adaptation") == "flow"
         seed = pm_sample_seed(settings.seed, settings.chains)
-        t1 = time.perf_counter()
-        idata = nutpie.sample(
-            compiled,
-            draws=settings.draws,
-            tune=max(settings.warmup, 1),  # nuts-rs needs a tuning step; pm.sample raises 0 to 1 too
-            chains=settings.chains,
-            cores=cores,
-            seed=seed,
-            save_warmup=False,  # pm.sample(discard_tuned_samples=True), its default
-            store_unconstrained=False,
-            progress_bar=False,
-            **kwargs,
-        )
-        t2 = time.perf_counter()
+        # the flow's JAX functions (logp, gradient, the flow's training) compile inside nutpie.sample:
+        # JAX's compile events there are told apart (and JAX's in-memory caches dropped after the run)
+        spans_cm = nullcontext([])
+        if flow:
+            from ._jax_common import compile_spans, device_label, jax, jax_manifest, union_length
+
+            spans_cm = compile_spans()
+        with spans_cm as spans:
+            t1, w1 = time.perf_counter(), time.time()
+            idata = nutpie.sample(
+                compiled,
+                draws=settings.draws,
+                tune=max(settings.warmup, 1),  # nuts-rs needs a tuning step; pm.sample raises 0 to 1 too
+                chains=settings.chains,
+                cores=cores,
+                seed=seed,
+                save_warmup=False,  # pm.sample(discard_tuned_samples=True), its default
+                store_unconstrained=False,
+                progress_bar=False,
+                **kwargs,
+            )
+            t2, w2 = time.perf_counter(), time.time()
+        extra = {}
+        jit_s = 0.0
+        if flow:
+            jit_s = union_length(spans, within=(w1, w2))
+            extra = {**{k: v for k, v in jax_manifest().items() if k != "backend"},
+                     "jax_backend": jax.default_backend(), "jit_compile_in_sampling_s": jit_s,
+                     "flowjax_version": importlib.metadata.version("flowjax"), "compile_cache": spans.cache_note(),
+                     "device": device_label(settings.device)}
         draws = _draws(spec, idata, problem)
-        timings = Timings(compile_s=t1 - t0, inference_s=t2 - t1, total_s=time.perf_counter() - t0,
-                          compile_cached=reused)
+        timings = Timings(compile_s=t1 - t0 + jit_s, inference_s=t2 - t1 - jit_s, total_s=time.perf_counter() - t0,
+                          compile_cached=spans.cached if flow else reused)
         manifest = sampler_manifest(
             spec, problem, settings, nutpie, kwargs,
-            sampler="nutpie NUTS on nutpie.compile_pymc_model(model), as pm.sample(nuts_sampler='nutpie')",
-            backend=f"PyTensor -> {backend} (nutpie.compile_pymc_model, backend chosen as pm.sample does)",
+            sampler=("nutpie NUTS with normalizing-flow adaptation (adaptation='flow') on "
+                     "nutpie.compile_pymc_model(model, backend='jax', gradient_backend='jax')" if flow else
+                     "nutpie NUTS on nutpie.compile_pymc_model(model), as pm.sample(nuts_sampler='nutpie')"),
+            backend=(f"PyTensor -> {backend}, gradient by jax (nutpie.compile_pymc_model)" if flow else
+                     f"PyTensor -> {backend} (nutpie.compile_pymc_model, backend chosen as pm.sample does)"),
             parallel={"mode": "threads", "cores": cores, "chains": settings.chains},
             threads=cores,
             nutpie_seed=seed,
@@ -384,6 +477,7 @@ class ExternalSamplerEngine:
             sampler_reported=json.loads(idata["sample_stats"].attrs["inference_library_settings"]),
             program=REUSED if reused else COMPILED,
             compile_reused=reused,
+            **extra,
         )
         return RunResult(draws=draws, timings=timings, manifest=manifest)
 

@@ -64,6 +64,7 @@ from .regress.command import run_gate
 from .regress.measure import load_baseline
 from .regress.reports import junit_xml, markdown_summary
 from .regress.thresholds import ALPHA
+from .validate import check_output_folder
 
 __all__ = ["HELP", "configure", "main", "Candidate", "Installed", "parse_requirement", "installed",
            "check_installed", "source_commit", "git_commit", "engines_for", "requirement_closure",
@@ -73,14 +74,10 @@ HELP = "gate a candidate PPL build (a requirement) against a baseline, in a fres
 
 DEFAULT_BASELINE = REPO / "results" / "baselines" / "ci.json"
 
-#: engine -> PyPI distributions its sampler runs through besides its registry ``ppl``. The PyMC-model
-#: engines sample with another PPL (the registry names that one) but build the model, its log density
-#: and gradient in PyMC, so a PyMC candidate changes what they measure too.
-SAMPLER_ALSO_USES: dict[str, tuple[str, ...]] = {
-    "pymc-nutpie": ("pymc",),
-    "pymc-numpyro": ("pymc",),
-    "pymc-blackjax": ("pymc",),
-}
+#: engine -> PyPI distributions its sampler runs through besides its registry ``ppl`` (the registry's
+#: ``also_uses``). The PyMC-model engines sample with another PPL (the registry names that one) but build
+#: the model, its log density and gradient in PyMC, so a PyMC candidate changes what they measure too.
+SAMPLER_ALSO_USES: dict[str, tuple[str, ...]] = {n: e.also_uses for n, e in ENGINES.items() if e.also_uses}
 
 #: seconds a ``git`` query of a local checkout may take before the commit is reported unknown
 GIT_TIMEOUT_S = 30.0
@@ -350,6 +347,9 @@ def main(a: argparse.Namespace) -> int:
     info = {"requirement": cand.requirement, "distribution": inst.name, "version": inst.version, "commit": commit,
             "source": source, "engines": engines}
     out = a.out or Path(a.results) / "candidate" / cand.name
+    check_output_folder(out, "--out")
+    if not 0 < a.alpha < 1:
+        raise UsageError(f"--alpha = {a.alpha!r}: must be in (0, 1)")
     print(f"candidate {inst.name} {inst.version}" + (f" (commit {commit})" if commit else "") + f" from {source}: "
           f"gating {', '.join(engines)} against {a.baseline}")
     t0 = time.perf_counter()
