@@ -32,6 +32,7 @@ from ..reporting.chains import console_summary, render_chains
 from ..runpath import check_run_id, remove_created
 from ..runpath.progress import fmt_duration
 from .common import add_run_options, run_specs
+from .sweep import LoadSampler
 from .config import (
     CONFIGS,
     ConfigError,
@@ -121,7 +122,15 @@ def load_chains(path: Path = CONFIG, *, engines: list[str] | None = None, seeds:
     max_chains = {e: _whole(n, f"scaling.max_chains.{e}", 1, MAX_CHAINS) for e, n in limits.items()}
     warmup = _whole(scaling.get("warmup", 300), "scaling.warmup", 0, 10**6)
     draws = _whole(scaling.get("draws", 100), "scaling.draws", 4, 10**6)
-    yard = check_engines(_table(config, "yardstick", path, {"engines"}).get("engines", []), "yardstick.engines")
+    yard_table = _table(config, "yardstick", path, {"engines", "seeds"})
+    yard = check_engines(yard_table.get("engines", []), "yardstick.engines")
+    yard_seeds = yard_table.get("seeds", {})  # engine -> its own seeds (a run of minutes: fewer seeds)
+    if not isinstance(yard_seeds, dict):
+        raise ConfigError(f"{path}: yardstick.seeds = {yard_seeds!r}: expected a table engine = [seeds]")
+    for e, sl in yard_seeds.items():
+        if e not in yard:
+            raise ConfigError(f"{path}: yardstick.seeds: engine = {e!r} is not in yardstick.engines")
+        yard_seeds[e] = [s for s in check_seeds(sl, f"yardstick.seeds.{e}") if s in seed_list]
     step = _table(config, "step_size", path, {"engine", "option", "scales", "chains", "warmup", "draws",
                                               "parameterizations"})
     chosen = set(check_engines(engines, "--engines")) if engines is not None else None
@@ -133,15 +142,18 @@ def load_chains(path: Path = CONFIG, *, engines: list[str] | None = None, seeds:
 
     sections = []
 
-    def add(name: str, names: list[str], settings: Settings, section_params: list[str]) -> None:
+    def add(name: str, names: list[str], settings: Settings, section_params: list[str],
+            seeds_of: list[int] | None = None) -> None:
         names = [e for e in names if keep(e)]
-        if names:
-            sections.append(Section(name, names, section_params, priors, data, seed_list, [settings]))
+        if names and (seeds_of is None or seeds_of):
+            sections.append(Section(name, names, section_params, priors, data, seeds_of or seed_list, [settings]))
 
     for n in count_list:
         add(f"scaling-c{n}", [e for e, most in max_chains.items() if n <= most],
             Settings(chains=n, warmup=warmup, draws=draws, device=device), params)
-    add("yardstick", yard, Settings(), params)
+    add("yardstick", [e for e in yard if e not in yard_seeds], Settings(), params)
+    for e, own in yard_seeds.items():
+        add(f"yardstick-{e}", [e], Settings(), params, own)
     step_engine = step.get("engine")
     scales = []
     if step_engine is not None:
@@ -190,13 +202,15 @@ def main(a: argparse.Namespace) -> int:
             "seeds": plan.seeds, "device": plan.device, "cores": os.cpu_count()}
     t0 = time.perf_counter()
 
-    def finish(store, records) -> None:  # still holding the staging folder's lock
-        store.write_json("chains.json", meta)
-        render_chains(staging)
-        remove_created(final)
-        os.replace(staging, final)  # the finished folder is swapped in whole, never half-written
+    with LoadSampler() as load:
+        def finish(store, records) -> None:  # still holding the staging folder's lock
+            load.stop()
+            store.write_json("chains.json", {**meta, "load_samples": load.samples, "load_period_s": load.period})
+            render_chains(staging)
+            remove_created(final)
+            os.replace(staging, final)  # the finished folder is swapped in whole, never half-written
 
-    records = run_specs(f"chains ({plan.device})", specs, staging, a, fresh=True, finish=finish)
+        records = run_specs(f"chains ({plan.device})", specs, staging, a, fresh=True, finish=finish)
     print()
     print(console_summary(final))
     ok = [r for r in records if not r.get("error")]

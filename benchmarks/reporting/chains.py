@@ -181,7 +181,7 @@ def chains_markdown(records: list[dict], meta: dict, env: dict, timing: dict) ->
            f"{machines_line(env, records)}; device: {meta.get('device')}; git `{str(env.get('git_revision'))[:12]}`; "
            f"seeds {seeds_text(seeds)}; {len(records)} runs" + (f" in {wall / 60:.1f} min of wall time" if wall else "")
            + ". Data: " + ", ".join(sorted({r['data_spec'] for r in records})) + "; prior "
-           + ", ".join(sorted({r['prior'] for r in records})) + ".", "",
+           + ", ".join(sorted({r['prior'] for r in records})) + "." + _load_text(meta), "",
            "Cells are median [min, max] over the seeds. ESS is the smallest bulk ESS over every scalar of mu, "
            "tau and theta (arviz-stats, all chains pooled); ESS/s divides it by warmup + draws wall time "
            "(compile time apart); ESS/grad by the gradient evaluations after warmup. Nested R-hat "
@@ -221,6 +221,16 @@ def chains_markdown(records: list[dict], meta: dict, env: dict, timing: dict) ->
         out += ["Yardstick per parameterisation: " + "; ".join(f"{p}: {e} {_fmt(v)} bulk ESS/s"
                                                               for p, (e, v) in sorted(yard.items())), ""]
     return "\n".join(out) + "\n"
+
+
+def _load_text(meta: dict) -> str:
+    """How busy the machine was while the job ran: its timings are comparable within this run only."""
+    load = [x for x in meta.get("load_samples") or [] if x is not None]
+    if not load:
+        return ""
+    return (f" The machine's 1-minute load average while the job ran (its own worker included): median "
+            f"{float(np.median(load)):.1f}, max {max(load):.1f}, on {meta.get('cores')} cores; above ~1 the "
+            "timings include other work on the machine, so ESS/s compares within this run only.")
 
 
 def _funnel(records: list[dict]) -> list[str]:
