@@ -165,6 +165,15 @@ def chains(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def approx(session: nox.Session) -> None:
+    """Approximate inference (ADVI, Pathfinder, Laplace, SVI) scored against the exact posterior: results/runs/approx/."""
+    _start(session, "approx: every approximator x Rubin's data (both parameterisations) and the sweep's data "
+                    "(non-centred) x 3 seeds, scored against the exact posterior, into results/runs/approx", "approx")
+    _install(session, "ppl,dask")
+    session.run("python", "-m", "benchmarks", "approx", *session.posargs, env=ENV)
+
+
+@nox.session(default=False)
 def reference(session: nox.Session) -> None:
     """Write the exact grid reference for every preset, with figures, to results/runs/reference/."""
     _start(session, "reference: exact summaries for every preset into results/runs/reference")

@@ -1,19 +1,22 @@
-"""``python -m benchmarks engines``: every engine with its PPL, version and availability here."""
+"""``python -m benchmarks engines``: every engine, then every approximate-inference method
+(benchmarks.approx), with its PPL, version and availability here."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+from .. import approx
 from ..engines import ENGINES, KNOWN_BREAKS, availability, engine_version
 
-__all__ = ["HELP", "configure", "main", "engines_table"]
+__all__ = ["HELP", "configure", "main", "engines_table", "approximators_table"]
 
-HELP = "list every engine with its version and whether it can run here (and why not)"
+HELP = "list every engine and approximator with its version and whether it can run here (and why not)"
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--json", action="store_true",
+                   help='print JSON instead of a table: {"engines": [...], "approximators": [...]}')
 
 
 def engines_table() -> list[dict]:
@@ -27,15 +30,25 @@ def engines_table() -> list[dict]:
     return rows
 
 
+def approximators_table() -> list[dict]:
+    return [{"approximator": name, "ppl": entry.ppl, "version": approx.approximator_version(name),
+             "available": (reason := approx.availability(name)) is None, "reason": reason}
+            for name, entry in approx.APPROXIMATORS.items()]
+
+
 def main(a: argparse.Namespace) -> int:
-    rows = engines_table()
+    rows, approx_rows = engines_table(), approximators_table()
     if a.json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps({"engines": rows, "approximators": approx_rows}, indent=1))
         return 0
-    w = max(len(r["engine"]) for r in rows)
+    w = max(len(r["engine"]) for r in rows + [{"engine": r["approximator"]} for r in approx_rows])
     for r in rows:
         state = "available" if r["available"] else f"unavailable: {r['reason']}"
         if r["available"] and r["known_break"]:
             state += f" (known upstream break: {r['known_break']['summary']}; {r['known_break']['upstream']})"
         print(f"{r['engine']:<{w}}  {r['ppl']} {r['version'] or '(not installed)'}  {state}")
+    print("\napproximators")
+    for r in approx_rows:
+        state = "available" if r["available"] else f"unavailable: {r['reason']}"
+        print(f"{r['approximator']:<{w}}  {r['ppl']} {r['version'] or '(not installed)'}  {state}")
     return 0

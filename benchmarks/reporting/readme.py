@@ -101,8 +101,31 @@ def _sweep_block(results: Path) -> str:
             "[results/sweep/SWEEP.md](results/sweep/SWEEP.md).\n\n![winner map](results/sweep/winner_map.png)")
 
 
+def _chains_block(results: Path) -> str:
+    """The chains job's crossover and centred-funnel tables, copied from CHAINS.md (written by the job)."""
+    text = (results / "chains" / "CHAINS.md").read_text()
+    first = next(line for line in text.splitlines() if line.startswith("Written by"))
+    cross = _section(text, "## Crossover").replace("## Crossover", "### Crossover")
+    cross = cross.replace("](ess_per_s_vs_chains.png)", "](results/chains/ess_per_s_vs_chains.png)")
+    funnel = _section(text, "## The centred funnel").replace("## The centred funnel", "### The centred funnel")
+    return (f"{first}\n\n{cross}\n\n{funnel}\n\nEvery configuration, nested R-hat and unadjusted MCLMC's bias "
+            "against its step size: [results/chains/CHAINS.md](results/chains/CHAINS.md).")
+
+
+def _approx_block(results: Path) -> str:
+    """The approx job's headline table and k̂-versus-truth counts, copied from APPROX.md."""
+    text = (results / "approx" / "APPROX.md").read_text()
+    first = next(line for line in text.splitlines() if line.startswith("Written by"))
+    head = _section(text, "## Rubin's data").replace("## Rubin's data", "### Rubin's data")
+    head = re.sub(r"\]\((\w+\.png)\)", r"](results/approx/\1)", head)
+    khat = _section(text, "## Does k̂ tell the truth?").replace("## Does", "### Does")
+    khat = khat.split("\nPer method and data point:")[0].strip()
+    return (f"{first}\n\n{head}\n\n{khat}\n\nPer data point, against informativeness, and the figures: "
+            "[results/approx/APPROX.md](results/approx/APPROX.md).")
+
+
 BLOCKS = {"compare-table": _compare_block, "calibration-table": _calibration_block,
-          "durations": _durations_block, "sweep": _sweep_block}
+          "durations": _durations_block, "sweep": _sweep_block, "chains": _chains_block, "approx": _approx_block}
 
 
 def update_readme(readme: Path = ROOT / "README.md", results_root: Path = ROOT / "results") -> list[str]:

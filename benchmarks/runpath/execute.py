@@ -26,6 +26,7 @@ from reference.check import check
 from ..engines import availability, check_capabilities, get_engine, known_break
 from ..engines.base import REUSED
 from . import checker
+from .approx_execute import execute_approx
 from .diagnose import diagnose
 from .record import derive_rates
 from .spec import problem_from_wire, settings_from_wire
@@ -58,6 +59,9 @@ def execute(wire: dict) -> dict:
     """Run one spec. Returns ``{"record": dict, "manifest": dict | None, "draws_nc": str | None}``
     (the draws as base64 NetCDF when the spec asks to keep them)."""
     rec = _base(wire)
+    if wire.get("kind") == "approx":  # an approximate-inference method (issue 19): fit, then scores
+        rec, manifest, tree = execute_approx(wire, rec)
+        return {"record": rec, "manifest": manifest, "draws_nc": _netcdf_b64(tree) if tree is not None else None}
     engine_name = wire["engine"]
     rec["first_in_process"] = engine_name not in _SEEN
     _SEEN.add(engine_name)

@@ -9,7 +9,7 @@ killed at the per-run limit), ``crashed`` (the worker died: a signal, out of mem
 
 from __future__ import annotations
 
-__all__ = ["RECORD_FIELDS", "ERROR_KINDS", "derive_rates", "ordered", "csv_value"]
+__all__ = ["RECORD_FIELDS", "APPROX_RECORD_FIELDS", "ERROR_KINDS", "derive_rates", "ordered", "csv_value"]
 
 RECORD_FIELDS = [
     "key", "digest", "section", "engine", "ppl", "ppl_version", "parameterization", "prior", "prior_text",
@@ -27,6 +27,21 @@ RECORD_FIELDS = [
     # superchains (chains sharing an initial point), and tau's mean against the exact one (its bias in
     # the draws' own estimate, and z in units of its MCSE) for the samplers biased by design
     "device", "options", "max_nested_rhat", "superchains", "tau_mean_error", "tau_mean_z",
+]
+
+#: an approximate-inference run's record (``kind = "approx"``, issue 19): the spec, timings, the method's
+#: own diagnostics, scores of mu, tau and log tau against the exact posterior (every scalar's scores,
+#: and the energy distance, are under ``scores``), Pareto k̂ and the same scores after PSIS reweighting
+_SCORE_COLUMNS = [f"{p}{q}_{f}" for p in ("", "psis_") for q in ("mu", "tau", "log_tau")
+                  for f in ("mean_error", "sd_ratio", "w1", "coverage")]
+APPROX_RECORD_FIELDS = [
+    "key", "digest", "kind", "section", "engine", "ppl", "ppl_version", "parameterization", "prior", "prior_text",
+    "data", "data_spec", "sigma_scale", "J", "seed", "draws", "iterations", "learning_rate",
+    "compile_s", "fit_s", "draw_s", "total_s", "evaluations", "evaluations_note", "elbo_final", "elbo_draws",
+    "khat", "khat_ok", *_SCORE_COLUMNS, "energy_z", "truly_fine", "worst", "noise_limited",
+    "psis_energy_z", "psis_truly_fine", "psis_worst", "psis_noise_limited", "psis_error", "scores",
+    "engine_call_s", "scoring_s", "worker_s", "harness_s",
+    "error", "error_kind", "error_link", "answered_by", "machine", "worker", "cpus",
 ]
 
 ERROR_KINDS = ("unavailable", "known-break", "error", "timeout", "crashed")
@@ -56,8 +71,9 @@ def derive_rates(rec: dict) -> dict:
 
 
 def ordered(rec: dict) -> dict:
-    """The record with exactly RECORD_FIELDS, in order (absent fields None)."""
-    return {k: rec.get(k) for k in RECORD_FIELDS}
+    """The record with exactly its kind's fields (RECORD_FIELDS, or APPROX_RECORD_FIELDS for an
+    approximation), in order (absent fields None)."""
+    return {k: rec.get(k) for k in (APPROX_RECORD_FIELDS if rec.get("kind") == "approx" else RECORD_FIELDS)}
 
 
 def csv_value(v):
