@@ -2,6 +2,9 @@
 
 Each command is a module with ``HELP`` (one line), ``configure(parser)`` and ``main(args) -> int``;
 only the chosen command's module is imported, so ``--help`` and argument errors answer at once.
+Validate, then act: the options commands share are checked by one step (:mod:`benchmarks.jobs.validate`)
+before the command's ``main`` runs; ``main`` checks its own input (a configuration, a baseline) before
+it creates a folder, takes a lock, starts a worker or samples.
 Exit codes follow :mod:`models.errors`: 0 success, 1 a FAIL verdict or a regression only,
 2 unusable input (one line naming the field and the value), 3 internal error (traceback in a log).
 """
@@ -14,6 +17,7 @@ import sys
 
 from models.errors import EXIT_USAGE, UsageError, run_cli
 
+from .jobs.validate import check_options
 from .runpath.plugins import register_from_env
 
 __all__ = ["COMMANDS", "main", "build_parser"]
@@ -26,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "matrix": "benchmarks.jobs.matrix",
     "sweep": "benchmarks.jobs.sweep",
     "chains": "benchmarks.jobs.chains",
+    "approx": "benchmarks.jobs.approx",
     "report": "benchmarks.jobs.report",
     "baseline": "benchmarks.jobs.regress.baseline",
     "regress": "benchmarks.jobs.regress.command",
@@ -45,6 +50,7 @@ SUMMARY: dict[str, str] = {
     "matrix": "run a benchmark matrix from a TOML file (nox -s bench uses configs/bench.toml)",
     "sweep": "centred vs non-centred across data informativeness (sigma_scale) and J",
     "chains": "many-chain and flow-adapted samplers against the number of chains, checked (CHAINS.md)",
+    "approx": "approximate inference (ADVI, Pathfinder, Laplace, SVI) scored against the exact posterior",
     "report": "write REPORT.md for a results folder",
     "baseline": "run a named regress configuration and write a baseline file",
     "regress": "rerun a baseline's seeds; exit 1 on a regression (JUnit XML + markdown)",
@@ -62,6 +68,12 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UsageError(f"{message} (see {self.prog} -h)")
+
+    def _get_values(self, action, arg_strings):
+        # argparse turns '--x=--' into [] (it drops the '--'); a value is a value, or an error
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one argument, got '--'")
+        return super()._get_values(action, arg_strings)
 
 
 def build_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
@@ -94,6 +106,7 @@ def _main(argv: list[str] | None) -> int:
     parser, module = build_parser(name)
     args = parser.parse_args(argv[1:])
     args.command = name
+    check_options(args)  # validate, then act: every shared option before the command does anything
     return module.main(args)
 
 

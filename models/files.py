@@ -14,7 +14,30 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "write_text", "write_bytes", "write_json", "write_netcdf"]
+from .errors import UsageError
+
+__all__ = ["atomic_path", "write_text", "write_bytes", "write_json", "write_netcdf", "is_netcdf", "check_replaceable"]
+
+#: the first bytes of a NetCDF file: classic (CDF 1, 2, 5) or NetCDF-4 (HDF5)
+NETCDF_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
+
+
+def is_netcdf(path: Path | str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    return head.startswith(NETCDF_MAGIC)
+
+
+def check_replaceable(path: Path | str, field: str, suffix: str = ".nc") -> None:
+    """Refuse to replace an existing file that is not one of ours: draws go to a NetCDF file, so an
+    existing file is replaced only if its name ends in ``suffix`` or it is NetCDF already (earlier draws)."""
+    path = Path(path)
+    if path.exists() and not path.name.endswith(suffix) and not is_netcdf(path):
+        raise UsageError(f"{field} = {str(path)!r}: exists and is not a NetCDF file; refusing to replace it "
+                         f"(name a {suffix} file)")
 
 
 @contextmanager

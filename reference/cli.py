@@ -22,10 +22,12 @@ from pathlib import Path
 
 from models.cli_args import add_model_arguments, model_from_args
 from models.errors import EXIT_FAIL, EXIT_OK, UsageError, run_cli
+from models.files import check_replaceable
 
 from .check import DEFAULT_ALPHA, check_file, format_verdict
 from .core import LEVELS, Reference, posterior
 from .draws import write_draws
+from .export import MAX_TOTAL_DRAWS, check_out, write_posteriordb
 from .report import write_results
 from .summary import Summary
 
@@ -40,6 +42,11 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UsageError(f"{message} (see {self.prog} -h)")
+
+    def _get_values(self, action, arg_strings):  # argparse turns '--x=--' into []: refuse it instead
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one argument, got '--'")
+        return super()._get_values(action, arg_strings)
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,10 @@ def format_table(ref: Reference) -> str:
     return "\n".join(lines)
 
 
+#: --draws at most: 10^7 exact draws of J = 8 are ~1 GB in memory, and the NetCDF writer copies them
+MAX_DRAWS = 10**7
+
+
 def _run_summary(args: argparse.Namespace) -> int:
     if (args.draws is None) != (args.out is None):
         raise UsageError("--draws and --out go together: --draws N --out FILE.nc")
@@ -174,6 +185,9 @@ def _run_summary(args: argparse.Namespace) -> int:
             raise UsageError(f"--out = {args.out!r}: its directory does not exist")
         if not os.access(out.resolve().parent, os.W_OK):
             raise UsageError(f"--out = {args.out!r}: its directory is not writable")
+        check_replaceable(out, "--out")
+    if args.draws is not None and args.draws > MAX_DRAWS:
+        raise UsageError(f"--draws = {args.draws}: at most {MAX_DRAWS} (the draws are made in memory)")
     ref = reference_from_args(args)
     _emit(ref.to_json(indent=1) if args.json else format_table(ref))
     if args.draws is not None:
@@ -227,6 +241,38 @@ def _run_write_results(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- export ------------------------------------------------------------------------------------
+
+
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", default="posteriordb", metavar="FORMAT",
+                        help="posteriordb (the only one; default): reference_posteriors/draws/{draws,info}/ under --out")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="folder to write (new, empty, or a previous export, which is replaced)")
+    _add_reference_arguments(parser)
+    parser.add_argument("--seed", type=_seed, default=0, help="seed of the draws (default: 0)")
+    parser.add_argument("--chains", type=_positive_int, default=10, help="chains (blocks of iid draws; default 10)")
+    parser.add_argument("--draws", type=_positive_int, default=1000, help="draws per chain (default 1000)")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    if args.format != "posteriordb":
+        raise UsageError(f"--format = {args.format!r}: the only format is posteriordb")
+    if args.chains * args.draws > MAX_TOTAL_DRAWS:
+        raise UsageError(f"--chains x --draws = {args.chains * args.draws}: at most {MAX_TOTAL_DRAWS} draws in all")
+    check_out(Path(args.out))  # before the reference is computed; write_posteriordb checks again
+    ref = reference_from_args(args)
+    try:
+        done = write_posteriordb(ref, Path(args.out), chains=args.chains, draws=args.draws, seed=args.seed)
+    except OSError as e:
+        raise UsageError(f"--out = {args.out!r}: cannot write ({e.strerror or e})") from None
+    if done.replaced:
+        print(f"replaced a previous export: {', '.join(done.replaced)}", file=sys.stderr)
+    _emit(str(done.draws_path))
+    _emit(str(done.info_path))
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Command] = {
     "check": Command(
         "check draws against the exact posterior: z-scores in MCSE units, a verdict at a family-wise rate",
@@ -237,6 +283,11 @@ COMMANDS: dict[str, Command] = {
         "write results/reference/<data>-<prior>.json for every preset, with provenance, and the figures",
         _write_results_arguments,
         _run_write_results,
+    ),
+    "export": Command(
+        "write exact iid draws as a posteriordb reference posterior (draws .json.zip and .info.json)",
+        _export_arguments,
+        _run_export,
     ),
     "summary": Command(
         "print exact posterior summaries (mean, sd, quantiles, error); optionally write exact draws",

@@ -25,15 +25,17 @@ from reference import posterior
 #: how long a "slow" run sleeps before answering (seconds); "long" for a run to be killed in
 SLOW_S = 0.3
 LONG_S = 4.0
+#: how far "fake-biased" moves mu and every theta (many posterior sds: the check fails every time)
+BIAS = 50.0
 
 
-def exact_result(problem, settings, name: str) -> RunResult:
+def exact_result(problem, settings, name: str, shift: float = 0.0) -> RunResult:
     data, prior = problem.data, problem.prior
     ref = posterior(data, prior)
     n = settings.chains * settings.draws
     d = ref.draws(n, seed=settings.seed)
     shape = (settings.chains, settings.draws)
-    post = {"mu": d["mu"].reshape(shape), "theta": d["theta"].reshape(*shape, data.J)}
+    post = {"mu": d["mu"].reshape(shape) + shift, "theta": d["theta"].reshape(*shape, data.J) + shift}
     if not prior.tau_fixed:
         post["tau"] = d["tau"].reshape(shape)
     rng = np.random.default_rng(settings.seed)
@@ -59,6 +61,8 @@ def _behave(what: str, name: str, problem, settings) -> RunResult:
     if what in ("slow", "long"):
         time.sleep(SLOW_S if what == "slow" else LONG_S)
         return exact_result(problem, settings, name)
+    if what == "biased":  # exact draws moved far off the posterior: the reference check FAILs
+        return exact_result(problem, settings, name, shift=BIAS)
     if what == "raise":
         raise RuntimeError("engine exploded")
     if what == "known-break":
@@ -112,9 +116,11 @@ CHILD_HANG = FakeEngine("fake-child-hang", "child-hang")
 EXIT = FakeEngine("fake-exit", "exit")
 KILL = FakeEngine("fake-kill", "kill")
 SCRIPT = FakeEngine("fake-script", "script")
+BIASED = FakeEngine("fake-biased", "biased")
 ABSENT = FakeEngine("fake-absent", "ok", unavailable="fake PPL is not installed here")
 
 _BY_VAR = {"OK": OK, "SLOW": SLOW, "RAISE": RAISE, "BROKEN": BROKEN, "HANG": HANG, "CHILD_HANG": CHILD_HANG,
-           "EXIT": EXIT, "KILL": KILL, "SCRIPT": SCRIPT, "ABSENT": ABSENT}
+           "EXIT": EXIT, "KILL": KILL, "SCRIPT": SCRIPT, "ABSENT": ABSENT,
+           "BIASED": BIASED}
 #: the value of EIGHT_SCHOOLS_EXTRA_ENGINES that registers every fake engine
 REGISTRY_ENV = ",".join(f"{e.name}=fake_engines:{var}" for var, e in _BY_VAR.items())

@@ -21,6 +21,7 @@ from ..runpath.dask_executor import DaskExecutor
 from ..runpath.executors import Executor
 from ..runpath.progress import fmt_duration
 from ..runpath.spec import RunSpec
+from .validate import check_scheduler, check_timeout, check_workers
 
 __all__ = ["RUNS", "SNAPSHOT", "RunOptions", "add_run_options", "make_executor", "last_measured", "plan_line",
            "run_specs"]
@@ -60,12 +61,14 @@ def add_executor_options(p: argparse.ArgumentParser) -> None:
 
 def make_executor(a: RunOptions | argparse.Namespace, *, on_event: Callable[[dict], None] | None = None,
                   env: dict | None = None, overrides: dict | None = None) -> Executor:
-    timeout = a.timeout if a.timeout and a.timeout > 0 else None
-    if a.timeout is not None and a.timeout <= 0:
-        raise UsageError(f"--timeout = {a.timeout!r}: must be > 0 seconds")
-    if getattr(a, "workers", None) is not None or getattr(a, "scheduler", None):
-        return DaskExecutor(workers=a.workers, scheduler=a.scheduler, timeout_s=timeout, env=env,
-                            overrides=overrides)
+    timeout = None if a.timeout is None else check_timeout(a.timeout)
+    workers, scheduler = getattr(a, "workers", None), getattr(a, "scheduler", None)
+    if workers is not None and scheduler is not None:
+        raise UsageError(f"--workers = {workers!r}, --scheduler = {scheduler!r}: give one or the other")
+    if workers is not None or scheduler is not None:  # checked here too for jobs called from code
+        return DaskExecutor(workers=None if workers is None else check_workers(workers),
+                            scheduler=None if scheduler is None else check_scheduler(scheduler), timeout_s=timeout,
+                            env=env, overrides=overrides)
     return SerialExecutor(timeout_s=timeout, env=env, overrides=overrides, on_event=on_event)
 
 
@@ -94,15 +97,20 @@ def plan_line(name: str, specs: list[RunSpec], run_dir: Path, executor: Executor
 def run_specs(name: str, specs: list[RunSpec], run_dir: Path, a: RunOptions | argparse.Namespace, *,
               env: dict | None = None, overrides: dict | None = None, fresh: bool = False,
               finish: Callable[[ResultsStore, list[dict]], None] | None = None) -> list[dict]:
-    """Open the store (lock, path checks), print the plan, run, ``finish`` (still holding the lock),
-    close. ``fresh`` clears a folder the suite made earlier for this job (a staging folder a killed
-    run left) once the lock is held, unless --resume."""
+    """Start the executor, open the store (lock, path checks), print the plan, run, ``finish`` (still
+    holding the lock), close. ``fresh`` clears a folder the suite made earlier for this job (a staging
+    folder a killed run left) once the lock is held, unless --resume. The executor comes first: a
+    scheduler that cannot be reached (exit 2) leaves no results folder behind."""
     progress = Progress(name)
-    with ResultsStore.open(run_dir, resume=a.resume or fresh, what=f"{name} results") as store:
+    executor = make_executor(a, env=env, overrides=overrides, on_event=lambda e: progress.say(f"  {e.get('message')}"))
+    try:
+        store = ResultsStore.open(run_dir, resume=a.resume or fresh, what=f"{name} results")
+    except BaseException:
+        executor.close()
+        raise
+    with store:
         if fresh and not a.resume:
             store.clear()
-        executor = make_executor(a, env=env, overrides=overrides,
-                                 on_event=lambda e: progress.say(f"  {e.get('message')}"))
         progress.say(plan_line(name, specs, run_dir, executor))
         try:
             records = run_matrix(specs, store, executor, progress=progress, timeout_s=executor_timeout(a))

@@ -18,6 +18,7 @@ from ..runpath import check_run_id, point_latest, remove_created
 from ..runpath.progress import fmt_duration
 from .common import add_run_options, run_specs
 from .config import CONFIGS, load_config, specs_of
+from .validate import engine_names
 
 __all__ = ["HELP", "configure", "main", "CONFIG"]
 
@@ -51,7 +52,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def main(a: argparse.Namespace) -> int:
     if a.seeds is not None and a.seeds < 1:
         raise UsageError(f"--seeds = {a.seeds}: must be >= 1")
-    sections = load_config(CONFIG, engines=a.engines.split(",") if a.engines else None, seeds=a.seeds)
+    sections = load_config(CONFIG, engines=engine_names(a.engines), seeds=a.seeds)
     specs = specs_of(sections)
     results = Path(a.results)
     final = results / check_run_id(a.run_id)

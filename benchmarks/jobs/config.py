@@ -19,6 +19,7 @@ from models.problem import PARAMETERIZATIONS
 from ..engines import ENGINES, default_engines
 from ..engines.base import Settings
 from ..runpath.spec import RunSpec, data_for, prior_for
+from .validate import MAX_SEEDS
 
 __all__ = ["ConfigError", "Section", "parse_sections", "load_config", "specs_of", "check_engines",
            "check_parameterizations", "check_seeds", "settings_from", "read_toml"]
@@ -38,8 +39,21 @@ def as_list(v, field_name: str) -> list:
     raise ConfigError(f"{field_name} = {v!r}: expected a value or a list")
 
 
+def _nonempty(values: list, where: str, what: str) -> list:
+    if not values:
+        raise ConfigError(f"{where} = []: empty; name at least one {what}")
+    return values
+
+
+def _strings(values: list, where: str, what: str) -> list[str]:
+    for v in values:
+        if not isinstance(v, str):
+            raise ConfigError(f"{where}: {what} = {v!r} must be a string")
+    return values
+
+
 def check_engines(names, where: str = "engines") -> list[str]:
-    names = as_list(names, where)
+    names = _strings(as_list(names, where), where, "engine")
     for e in names:
         if e not in ENGINES:
             raise ConfigError(f"{where}: engine = {e!r} is unknown; engines: {', '.join(ENGINES)}")
@@ -47,7 +61,7 @@ def check_engines(names, where: str = "engines") -> list[str]:
 
 
 def check_parameterizations(params, where: str = "parameterizations") -> list[str]:
-    params = as_list(params, where)
+    params = _strings(as_list(params, where), where, "parameterization")
     for p in params:
         if p not in PARAMETERIZATIONS:
             raise ConfigError(f"{where}: {p!r} must be one of {PARAMETERIZATIONS}")
@@ -56,6 +70,8 @@ def check_parameterizations(params, where: str = "parameterizations") -> list[st
 
 def check_seeds(seeds, where: str = "seeds") -> list[int]:
     seeds = as_list(seeds, where)
+    if len(seeds) > MAX_SEEDS:
+        raise ConfigError(f"{where}: {len(seeds)} seeds; at most {MAX_SEEDS}")
     out = []
     for s in seeds:
         if isinstance(s, bool) or not isinstance(s, int) or s < 0:
@@ -84,6 +100,10 @@ def read_toml(path: Path) -> dict:
         return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config = {str(path)!r}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config = {str(path)!r}: is a folder; name a TOML file") from None
+    except OSError as e:
+        raise ConfigError(f"config = {str(path)!r}: cannot read ({e.strerror or e})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"config = {str(path)!r}: invalid TOML ({e})") from None
 
@@ -109,9 +129,13 @@ class Section:
                         for param in self.parameterizations:
                             for i, seed in enumerate(self.seeds):
                                 # draws are kept for each section's first seed only: enough for the figures
-                                out.append(RunSpec(engine=engine, parameterization=param, prior=prior, data=d,
+                                try:
+                                    spec = RunSpec(engine=engine, parameterization=param, prior=prior, data=d,
                                                    settings=dataclasses.replace(settings, seed=seed),
-                                                   section=self.name, save_draws=self.save_draws and i == 0))
+                                                   section=self.name, save_draws=self.save_draws and i == 0)
+                                except UsageError as e:  # settings this engine cannot take (a device, an option)
+                                    raise ConfigError(f"section {self.name!r} settings, engine {engine}: {e}") from None
+                                out.append(spec)
         return out
 
 
@@ -119,27 +143,56 @@ KNOWN_KEYS = {"engines", "parameterizations", "priors", "data", "seeds", "settin
               "description"}
 
 
+#: the most runs one matrix file may name (every section together): 10^5 runs at a second each is a day
+MAX_RUNS = 100_000
+
+
 def parse_sections(config: dict, engines: list[str] | None = None, seeds: int | None = None) -> list[Section]:
+    """Every section of a matrix configuration, each key checked (type, emptiness, value) before any run."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"config = {config!r}: expected a table")
     defaults = {k: v for k, v in config.items() if k != "section"}
-    tables = config.get("section") or {"main": {}}
-    sections = []
+    tables = config.get("section", {"main": {}})
+    if not isinstance(tables, dict) or not tables:
+        raise ConfigError(f"section = {tables!r}: expected tables [section.NAME]")
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS):
+        raise ConfigError(f"--seeds = {seeds!r}: must be a whole number in [1, {MAX_SEEDS}]")
+    sections, runs = [], 0
     for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"section.{name} = {table!r}: expected a table [section.{name}] of keys")
         merged = {**defaults, **table}
         unknown = set(merged) - KNOWN_KEYS
         if unknown:
             raise ConfigError(f"section {name!r}: unknown keys {sorted(unknown)}")
-        eng = check_engines(engines or merged.get("engines", default_engines()))
-        params = check_parameterizations(merged.get("parameterizations", list(PARAMETERIZATIONS)))
-        priors = [str(p) for p in as_list(merged.get("priors", ["default"]), "priors")]
+        where = f"section {name!r}"
+        eng = _nonempty(check_engines(engines if engines is not None else merged.get("engines", default_engines()),
+                                      f"{where} engines"), f"{where} engines", "engine")
+        params = _nonempty(check_parameterizations(merged.get("parameterizations", list(PARAMETERIZATIONS)),
+                                                   f"{where} parameterizations"), f"{where} parameterizations",
+                           "parameterization")
+        priors = _nonempty(_strings(as_list(merged.get("priors", ["default"]), f"{where} priors"), f"{where} priors",
+                                    "prior"), f"{where} priors", "prior")
         for p in priors:
             prior_for(p)  # raises naming a bad prior
-        data = [str(d) for d in as_list(merged.get("data", ["rubin"]), "data")]
+        data = _nonempty(_strings(as_list(merged.get("data", ["rubin"]), f"{where} data"), f"{where} data",
+                                  "data spec"), f"{where} data", "data spec")
         for d in data:
             data_for(d)  # raises naming a bad data spec, before any run
-        seed_list = list(range(1, seeds + 1)) if seeds else check_seeds(merged.get("seeds", [1, 2, 3]))
+        seed_list = list(range(1, seeds + 1)) if seeds is not None else check_seeds(merged.get("seeds", [1, 2, 3]),
+                                                                                     f"{where} seeds")
         base = merged.get("settings", {})
-        draws_list = as_list(merged.get("draws", base.get("draws", Settings().draws)), "draws")
-        settings = [settings_from({**base, "draws": d}, f"section {name!r}") for d in draws_list]
+        if not isinstance(base, dict):
+            raise ConfigError(f"{where} settings = {base!r}: expected a table, e.g. settings = {{ draws = 500 }}")
+        draws_list = _nonempty(as_list(merged.get("draws", base.get("draws", Settings().draws)), f"{where} draws"),
+                               f"{where} draws", "number of draws")
+        settings = [settings_from({**base, "draws": d}, where) for d in draws_list]
+        for key, kind in (("save_draws", bool), ("description", str)):
+            if key in merged and not isinstance(merged[key], kind):
+                raise ConfigError(f"{where} {key} = {merged[key]!r}: expected a {kind.__name__}")
+        runs += len(eng) * len(params) * len(priors) * len(data) * len(seed_list) * len(settings)
+        if runs > MAX_RUNS:
+            raise ConfigError(f"{where}: the matrix names more than {MAX_RUNS} runs; split it")
         sections.append(Section(name, eng, params, priors, data, seed_list, settings,
                                 bool(merged.get("save_draws", False)), str(merged.get("description", ""))))
     return sections

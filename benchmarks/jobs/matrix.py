@@ -11,6 +11,7 @@ from ..runpath import check_run_id, point_latest
 from .common import add_run_options, run_specs
 from .config import load_config, specs_of
 from .floor import write_floor
+from .validate import engine_names
 
 __all__ = ["HELP", "configure", "main"]
 
@@ -27,8 +28,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def main(a: argparse.Namespace) -> int:
-    sections = load_config(a.config, engines=a.engines.split(",") if a.engines else None, seeds=a.seeds)
-    run_id = check_run_id(a.run_id or a.config.stem)
+    run_id = check_run_id(a.run_id if a.run_id is not None else a.config.stem)
+    sections = load_config(a.config, engines=engine_names(a.engines), seeds=a.seeds)
     run_dir = Path(a.results) / run_id
 
     def finish(store, records) -> None:

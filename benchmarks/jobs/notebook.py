@@ -36,6 +36,7 @@ from ..runpath import RunSpec
 from ..runpath.environment import environment
 from .common import RUNS, RunOptions, add_run_options, run_specs
 from .config import CONFIGS
+from .validate import check_output_file, check_output_folder
 
 __all__ = ["HELP", "configure", "main", "SEED_FACTS", "load_facts", "extract_facts", "printed_table", "reproduce"]
 
@@ -115,9 +116,19 @@ def load_facts(path: Path = SEED_FACTS) -> dict:
         facts = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise UsageError(f"notebook facts = {str(path)!r}: unreadable ({e})") from None
+    if not isinstance(facts, dict):
+        raise UsageError(f"notebook facts = {str(path)!r}: expected a JSON object")
     for k in ("provenance", "settings", "printed", "execution_counts"):
         if k not in facts:
             raise UsageError(f"notebook facts = {str(path)!r}: field {k!r} missing")
+    if not isinstance(facts["provenance"], dict) or "source" not in facts["provenance"]:
+        raise UsageError(f"notebook facts = {str(path)!r}: provenance.source missing")
+    if not isinstance(facts["settings"], dict):
+        raise UsageError(f"notebook facts = {str(path)!r}: settings = {facts['settings']!r}: expected an object")
+    try:
+        Settings(**facts["settings"])
+    except TypeError as e:
+        raise UsageError(f"notebook facts = {str(path)!r}: settings: {e}") from None
     return facts
 
 
@@ -304,9 +315,12 @@ def main(a: argparse.Namespace) -> int:
     if a.extract_from is not None:
         if not a.extract_from.is_file():
             raise UsageError(f"--extract-from = {str(a.extract_from)!r}: no such file")
+        check_output_file(a.facts, "--facts")
         write_json(a.facts, extract_facts(a.extract_from))
         print(f"notebook facts written to {a.facts}")
         return 0
-    o = reproduce(a.out, load_facts(a.facts), options=a)
+    facts = load_facts(a.facts)
+    check_output_folder(a.out, "--out")
+    o = reproduce(a.out, facts, options=a)
     print(render(o))
     return 0

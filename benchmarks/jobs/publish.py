@@ -20,8 +20,9 @@ from models.provenance import REPO
 from ..reporting.readme import update_readme
 from ..runpath.store import MARKER
 from .common import RUNS, SNAPSHOT
+from .validate import check_output_folder
 
-__all__ = ["HELP", "configure", "main", "SNAPSHOTS", "publish"]
+__all__ = ["HELP", "configure", "main", "SNAPSHOTS", "publish", "check_publishable"]
 
 HELP = "copy finished runs from results/runs/ into the committed snapshot and the README"
 
@@ -33,6 +34,7 @@ SNAPSHOTS: dict[str, tuple[str, str]] = {
     "sweep": ("sweep", "SWEEP.md"),
     "chains": ("chains", "CHAINS.md"),
     "chains-gpu": ("chains-gpu", "CHAINS.md"),
+    "approx": ("approx", "APPROX.md"),
     "calibration": ("calibration", "CALIBRATION.md"),
     "tuning": ("tuning", "TUNING.md"),
     "notebook": ("notebook", "README.md"),
@@ -100,7 +102,8 @@ def _replace(src: Path, dst: Path) -> None:
         old.unlink()
 
 
-def publish(job: str, runs: Path = RUNS, to: Path = SNAPSHOT) -> Path:
+def check_publishable(job: str, runs: Path = RUNS, to: Path = SNAPSHOT) -> tuple[Path, Path]:
+    """(source, destination) of publishing ``job``, every check made and nothing touched."""
     if job not in SNAPSHOTS:
         raise UsageError(f"job = {job!r}: not a published snapshot; one of {', '.join(SNAPSHOTS)}")
     folder, proof = SNAPSHOTS[job]
@@ -110,6 +113,11 @@ def publish(job: str, runs: Path = RUNS, to: Path = SNAPSHOT) -> Path:
     _not_in_use(src)
     if dst.exists() and (dst.is_symlink() or not dst.is_dir()):
         raise UsageError(f"{str(dst)!r}: not a snapshot folder; refusing to replace it")
+    return src, dst
+
+
+def publish(job: str, runs: Path = RUNS, to: Path = SNAPSHOT) -> Path:
+    src, dst = check_publishable(job, runs, to)
     if job in MERGED:
         dst.mkdir(parents=True, exist_ok=True)
         for entry in sorted(src.iterdir()):
@@ -123,10 +131,29 @@ def publish(job: str, runs: Path = RUNS, to: Path = SNAPSHOT) -> Path:
     return dst
 
 
+def _check_readme(readme: Path) -> None:
+    try:
+        Path(readme).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"--readme = {str(readme)!r}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"--readme = {str(readme)!r}: is a folder; name the README file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"--readme = {str(readme)!r}: unreadable ({e})") from None
+    if not os.access(readme, os.W_OK):
+        raise UsageError(f"--readme = {str(readme)!r}: not writable")
+
+
 def main(a: argparse.Namespace) -> int:
-    for job in a.jobs:  # every name checked before anything is copied
-        if job not in SNAPSHOTS:
-            raise UsageError(f"job = {job!r}: not a published snapshot; one of {', '.join(SNAPSHOTS)}")
+    # validate, then act: every job, the folders and the README checked before anything is copied
+    if not Path(a.runs).is_dir():
+        raise UsageError(f"--runs = {str(a.runs)!r}: not a folder")
+    check_output_folder(a.to, "--to")
+    _check_readme(a.readme)
+    if len(set(a.jobs)) != len(a.jobs):
+        raise UsageError(f"jobs = {' '.join(a.jobs)!r}: a job repeats")
+    for job in a.jobs:
+        check_publishable(job, a.runs, a.to)
     for job in a.jobs:
         print(f"published {publish(job, a.runs, a.to)}")
     done = update_readme(a.readme, a.to)

@@ -1,5 +1,8 @@
 """``python -m benchmarks run``: fit one engine once, through the run path (an isolated worker),
-print the ArviZ summary, the diagnostics row and the reference verdict; ``--out`` keeps the draws."""
+print the ArviZ summary, the diagnostics row and the reference verdict; ``--out`` keeps the draws.
+
+Exit 0 when the fit passes the reference check, 1 when it fails it (``--no-check``: 0 either way),
+2 for unusable input, 3 when the engine's run failed."""
 
 from __future__ import annotations
 
@@ -10,8 +13,8 @@ from pathlib import Path
 
 import arviz_stats as azs
 
-from models.errors import EngineFailure, UsageError
-from models.files import write_bytes
+from models.errors import EXIT_FAIL, EXIT_OK, EngineFailure, UsageError
+from models.files import check_replaceable, write_bytes
 from models.problem import PARAMETERIZATIONS
 
 from ..engines import ENGINES
@@ -50,8 +53,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", required=True, help="centered | noncentered")
     add_model_arguments(p)
     add_settings_arguments(p)
-    p.add_argument("--out", type=Path, help="write the draws as NetCDF (ArviZ layout)")
+    p.add_argument("--out", type=Path, help="write the draws as NetCDF (ArviZ layout; an existing file is "
+                   "replaced only if its name ends in .nc or it is NetCDF)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="limit in seconds")
+    p.add_argument("--no-check", action="store_true",
+                   help="exit 0 even when the fit fails the reference check (the check still runs and prints "
+                        "its verdict); without it a FAIL is exit 1")
 
 
 def check_out_path(path: Path) -> None:
@@ -65,6 +72,7 @@ def check_out_path(path: Path) -> None:
         raise UsageError(f"--out = {str(path)!r}: folder {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise UsageError(f"--out = {str(path)!r}: not writable")
+    check_replaceable(path, "--out")
 
 
 def main(a: argparse.Namespace) -> int:
@@ -100,5 +108,5 @@ def main(a: argparse.Namespace) -> int:
     if a.out is not None:
         write_bytes(a.out, base64.b64decode(done.reply["draws_nc"]))
         print(f"draws written to {a.out}")
-    return 0
+    return EXIT_OK if rec["check_passed"] or a.no_check else EXIT_FAIL
 

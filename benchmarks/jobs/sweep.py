@@ -28,6 +28,7 @@ from ..runpath.progress import fmt_duration
 from ..runpath.spec import data_for
 from .common import add_run_options, run_specs
 from .config import CONFIGS, ConfigError, Section, as_list, parse_sections, read_toml, specs_of
+from .validate import engine_names
 
 __all__ = ["HELP", "configure", "main", "CONFIG", "SweepPlan", "load_sweep", "parse_scales", "parse_js",
            "LoadSampler"]
@@ -187,7 +188,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def main(a: argparse.Namespace) -> int:
     if a.seeds is not None and a.seeds < 1:
         raise UsageError(f"--seeds = {a.seeds}: must be >= 1")
-    plan = load_sweep(a.config, engines=a.engines.split(",") if a.engines else None, seeds=a.seeds,
+    plan = load_sweep(a.config, engines=engine_names(a.engines), seeds=a.seeds,
                       scales=parse_scales(a.scales), js=parse_js(a.J))
     specs = specs_of(plan.sections)
     results = Path(a.results)

@@ -43,6 +43,7 @@ from ..engines.base import Settings
 from ..runpath import ResultsStore, RunSpec, SerialExecutor, run_matrix
 from ..runpath.environment import environment, note_revision_drift
 from .common import RUNS, RunOptions, add_executor_options, make_executor
+from .validate import check_count, check_output_folder
 
 __all__ = ["HELP", "configure", "main", "CANDIDATES", "Config", "summarize", "cold_env", "run_tuning", "tune_task"]
 
@@ -307,6 +308,10 @@ def render_markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
+#: --rounds at most: each round times every configuration of every engine again
+MAX_ROUNDS = 100
+
+
 def configure(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--out", type=Path, default=RUNS / "tuning", help="output folder")
     ap.add_argument("--engines", help="comma-separated (default: every engine)")
@@ -323,6 +328,8 @@ def main(a: argparse.Namespace) -> int:
             raise UsageError(f"--engines: engine = {e!r} is unknown; engines: {', '.join(ENGINES)}")
     if a.seeds < 1 or a.rounds < 1:
         raise UsageError(f"--seeds = {a.seeds}, --rounds = {a.rounds}: both must be >= 1")
+    check_count(a.rounds, "--rounds", hi=MAX_ROUNDS)
+    check_output_folder(a.out, "--out")
     res = run_tuning(a.out, engines=engines, seeds=a.seeds, rounds=a.rounds, cold=not a.no_cold,
                      options=RunOptions(timeout=None, workers=a.workers, scheduler=a.scheduler))
     print(render_markdown(res))

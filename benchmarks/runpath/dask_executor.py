@@ -106,7 +106,7 @@ class DaskExecutor:
         if scheduler:
             try:
                 self.client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
-            except (OSError, TimeoutError) as e:
+            except (OSError, TimeoutError, ValueError) as e:  # ValueError: an address Dask cannot parse
                 raise UsageError(f"--scheduler = {scheduler!r}: cannot connect ({e})") from None
         else:
             if workers is None or workers < 1:

@@ -59,7 +59,8 @@ def _spec_fields(spec: RunSpec) -> dict:
     return {"key": spec.key, "digest": spec.digest, "section": spec.section, "engine": spec.engine,
             "parameterization": spec.parameterization, "prior": spec.prior, "prior_text": w["prior"]["text"],
             "data": w["data"]["name"], "data_spec": spec.data, "sigma_scale": w["data"]["sigma_scale"],
-            "J": len(w["data"]["y"]), **spec.settings.to_dict(), "error": None}
+            "J": len(w["data"]["y"]), **spec.settings.to_dict(), "error": None,
+            **({"kind": w["kind"]} if "kind" in w else {})}
 
 
 def _answered(spec: RunSpec, by: dict) -> dict:
@@ -77,9 +78,13 @@ def engine_budget(records: Iterable[dict]) -> dict:
     for r in sorted(records, key=lambda r: r["key"]):
         if r.get("error"):
             continue
-        inference += r.get("inference_s") or 0.0
-        program = (r["engine"], r["parameterization"], r["prior"], r["J"], r["chains"], r["warmup"], r["draws"],
-                   r["target_accept"], r["max_treedepth"], r.get("device") or "cpu", str(r.get("options") or ""))
+        if r.get("kind") == "approx":  # an approximation's own time: its optimisation and its draws
+            inference += (r.get("fit_s") or 0.0) + (r.get("draw_s") or 0.0)
+            program = (r["engine"], r["parameterization"], r["prior"], r["J"], "approx")
+        else:
+            inference += r.get("inference_s") or 0.0
+            program = (r["engine"], r["parameterization"], r["prior"], r["J"], r["chains"], r["warmup"], r["draws"],
+                       r["target_accept"], r["max_treedepth"], r.get("device") or "cpu", str(r.get("options") or ""))
         compiles.setdefault(program, r.get("compile_s") or 0.0)
     return {"inference_s": inference, "distinct_programs": len(compiles),
             "distinct_compile_s": sum(compiles.values()), "budget_s": inference + sum(compiles.values())}

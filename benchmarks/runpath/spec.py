@@ -25,9 +25,10 @@ from models.errors import UsageError
 from models.priors import MU_FAMILIES, TAU_FAMILIES, Dist
 from models.problem import PARAMETERIZATIONS, Problem
 from models.specs import resolve_data, resolve_prior
+from reference.check import MIN_DRAWS_PER_CHAIN
 
 from ..engines import ENGINES, check_capabilities
-from ..engines.base import Settings
+from ..engines.base import Settings, SettingsError
 
 __all__ = ["RunSpec", "data_for", "prior_for", "problem_from_wire", "settings_from_wire", "DIGEST_CHARS"]
 
@@ -64,6 +65,9 @@ class RunSpec:
                              f"{', '.join(PARAMETERIZATIONS)}")
         if not isinstance(self.settings, Settings):
             raise TypeError(f"settings = {type(self.settings).__name__}: expected Settings")
+        if self.settings.draws < MIN_DRAWS_PER_CHAIN:  # every run is checked: refuse before it samples
+            raise SettingsError(f"draws = {self.settings.draws}: the reference check needs at least "
+                                f"{MIN_DRAWS_PER_CHAIN} draws per chain (fewer have no MCSE)")
         if self.engine in ENGINES:  # an unknown name is refused where it is chosen, with the list
             check_capabilities(self.engine, self.settings)
 

@@ -12,6 +12,7 @@ from models.errors import UsageError
 from models.files import write_json
 
 from ..common import add_run_options
+from ..validate import check_output_file
 from .config import RegressError, load_config
 from .gate import fmt_g
 from .measure import measure
@@ -45,6 +46,7 @@ def main(a: argparse.Namespace) -> int:
     out = a.out or Path(a.results) / "baselines" / f"{config.name}.json"
     if out.is_dir():
         raise UsageError(f"--out = {str(out)!r}: is a directory")
+    check_output_file(out, "--out")
     t0 = time.perf_counter()
     doc = measure(config, engines=engines, options=a,
                   run_dir=Path(a.results) / "baselines" / f"{config.name}.runs")

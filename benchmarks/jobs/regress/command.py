@@ -12,6 +12,7 @@ from pathlib import Path
 from models.files import write_json, write_text
 
 from ..common import RunOptions, add_run_options
+from ..validate import check_output_file
 from .baseline import subset
 from .config import RegressConfig, RegressError
 from .gate import CheckResult, gate
@@ -78,6 +79,9 @@ def main(a: argparse.Namespace) -> int:
                  "max_treedepth": a.max_treedepth}
     junit = a.junit or Path(a.results) / "regress" / "junit.xml"
     summary = a.summary or Path(a.results) / "regress" / "summary.md"
+    for field, path in (("--junit", junit), ("--summary", summary), ("--save", a.save)):
+        if path is not None:  # the reports are written after the runs: their paths are checked before
+            check_output_file(path, field)
     code, results, _ = run_gate(a.baseline, options=a, engines=a.engines.split(",") if a.engines else None,
                                 overrides=overrides, junit=junit, summary=summary, save=a.save, alpha=a.alpha,
                                 strict_time=a.strict_time)

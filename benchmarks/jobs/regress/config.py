@@ -62,6 +62,8 @@ class RegressConfig:
 
     @classmethod
     def _from_dict(cls, d: dict, name: str | None) -> RegressConfig:
+        if not isinstance(d, dict):
+            raise RegressError(f"config {name!r} = {d!r}: expected a table")
         name = name or d.get("name")
         where = f"config {name!r}"
         unknown = set(d) - KNOWN
@@ -73,7 +75,10 @@ class RegressConfig:
         params = check_parameterizations(d.get("parameterizations", list(PARAMETERIZATIONS)),
                                          f"{where} parameterizations")
         seeds = check_seeds(d.get("seeds", []), f"{where} seeds")
-        settings = settings_from(dict(d.get("settings", {})), where)
+        settings = settings_from(d.get("settings", {}), where)
+        for key in ("prior", "data", "description"):
+            if key in d and not isinstance(d[key], str):
+                raise RegressError(f"{where} {key} = {d[key]!r}: expected a string")
         prior, data = str(d.get("prior", "default")), str(d.get("data", "rubin"))
         prior_for(prior)
         data_for(data)
@@ -92,6 +97,8 @@ def load_config(spec: str, path: Path = CONFIG_FILE) -> RegressConfig:
     else:
         name = spec
     tables = read_toml(path).get("config", {})
+    if not isinstance(tables, dict):
+        raise RegressError(f"config file {str(path)!r}: config = {tables!r}: expected tables [config.NAME]")
     if not name:
         if len(tables) != 1:
             raise RegressError(f"config file {str(path)!r}: name one of {sorted(tables)} as FILE.toml:NAME")

@@ -19,6 +19,8 @@ from ...runpath.environment import environment
 from ...runpath.spec import RunSpec
 from ..common import RunOptions, run_specs
 from .config import RegressConfig, RegressError
+from .gate import gate
+from .reports import markdown_summary
 from .thresholds import SCHEMA, thresholds
 
 __all__ = ["measure", "gate_run", "summarise_group", "group_key", "machine", "load_baseline"]
@@ -154,17 +156,32 @@ def load_baseline(path: Path) -> dict:
         raise RegressError(f"--baseline = {str(path)!r}: no such file (make one with `nox -s baseline`)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RegressError(f"--baseline = {str(path)!r}: not JSON ({e})") from None
+    except IsADirectoryError:
+        raise RegressError(f"--baseline = {str(path)!r}: is a folder; name a baseline file (.json)") from None
+    except OSError as e:
+        raise RegressError(f"--baseline = {str(path)!r}: cannot read ({e.strerror or e})") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
         raise RegressError(f"--baseline = {str(path)!r}: schema {got!r}, expected {SCHEMA!r}")
     for k in ("config", "seeds", "groups", "environment", "machine", "settings"):
         if k not in doc:
             raise RegressError(f"--baseline = {str(path)!r}: field {k!r} missing")
+    if not isinstance(doc["config"], dict) or not isinstance(doc["groups"], dict) or not isinstance(doc["seeds"], list):
+        raise RegressError(f"--baseline = {str(path)!r}: config and groups must be tables, seeds a list")
     RegressConfig.from_dict(doc["config"])
-    for key, g in doc["groups"].items():
-        if len(g.get("runs", [])) != len(doc["seeds"]):
-            raise RegressError(f"--baseline = {str(path)!r}: group {key} has {len(g.get('runs', []))} runs "
-                               f"for {len(doc['seeds'])} seeds")
-        if [r["seed"] for r in g["runs"]] != doc["seeds"]:
-            raise RegressError(f"--baseline = {str(path)!r}: group {key} runs are not the seeds {doc['seeds']}")
+    try:
+        for key, g in doc["groups"].items():
+            if len(g.get("runs", [])) != len(doc["seeds"]):
+                raise RegressError(f"--baseline = {str(path)!r}: group {key} has {len(g.get('runs', []))} runs "
+                                   f"for {len(doc['seeds'])} seeds")
+            if [r["seed"] for r in g["runs"]] != doc["seeds"]:
+                raise RegressError(f"--baseline = {str(path)!r}: group {key} runs are not the seeds {doc['seeds']}")
+        # the gate and its report read every other field: gating the baseline against itself (pure
+        # arithmetic, milliseconds) finds what they cannot use before anything runs
+        markdown_summary(gate(doc, doc), doc, doc)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError) as e:
+        if isinstance(e, RegressError):
+            raise
+        raise RegressError(f"--baseline = {str(path)!r}: not a usable baseline ({type(e).__name__}: "
+                           f"{str(e)[:200]})") from None
     return doc
