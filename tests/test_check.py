@@ -11,7 +11,17 @@ from scipy import stats
 
 from models import PRESETS, RUBIN, SchoolsData, make_prior
 from reference import cli, posterior
-from reference.check import DEFAULT_ALPHA, CheckInputError, bonferroni_threshold, check, iid_as_draws
+from reference.check import (
+    DEFAULT_ALPHA,
+    TAIL_ALPHA_SHARE,
+    TAIL_PROBS,
+    CheckInputError,
+    bonferroni_threshold,
+    check,
+    format_verdict,
+    iid_as_draws,
+    tail_checks,
+)
 from reference.cli import main
 
 #: smoke calibration: replications of exact iid 4 x 1000 draws (seeded, so the test is deterministic)
@@ -124,6 +134,7 @@ def test_fixed_tau_reference_needs_no_tau_draws():
     del sample["tau"]
     v = check(iid_as_draws(sample, 4, RUBIN.school), ref8)
     assert v.ks is None and "tau" not in {c.quantity for c in v.checks}
+    assert v.tail == () and v.threshold == pytest.approx(bonferroni_threshold(DEFAULT_ALPHA, len(v.checks)))
 
 
 def test_draws_of_other_schools_are_refused(ref):
@@ -226,3 +237,47 @@ def test_internal_errors_exit_3_with_the_traceback_in_a_log(tmp_path, monkeypatc
     assert "\n" not in err and "internal error: RuntimeError: simulated bug" in err
     logs = list((tmp_path / "cache" / "logs").glob("*.log"))
     assert len(logs) == 1 and "simulated bug" in logs[0].read_text() and str(logs[0]) in err
+
+
+# --- the lower-tail family (issue 20) ----------------------------------------------------------
+
+#: iid replications of the lower-tail test alone, at a test-sized alpha (the design's 0.2 % would
+#: expect 0.4 alarms in 200: too few to tell a miscalibrated test from a correct one)
+TAIL_REPS, TAIL_TEST_ALPHA = 200, 0.05
+#: fails if more alarms occur than Binomial(TAIL_REPS, TAIL_TEST_ALPHA) gives with probability 0.999
+TAIL_MAX_ALARMS = int(stats.binom.ppf(0.999, TAIL_REPS, TAIL_TEST_ALPHA))
+
+
+def test_tail_family_on_exact_iid_draws_alarms_at_about_the_nominal_rate(ref):
+    """200 exact iid 4 x 1000 replications: the tail family at alpha 5 % must not alarm more than a
+    Binomial(200, 0.05) allows at 0.999 (a test whose MCSE is too small, e.g. ESS over-counted, fails)."""
+    alarms = 0
+    for r in range(TAIL_REPS):
+        tau = ref.draws(4000, seed=7000 + r)["tau"].reshape(4, 1000)
+        checks, _ = tail_checks(tau, ref, TAIL_TEST_ALPHA)
+        alarms += any(c.failed for c in checks)
+    assert alarms <= TAIL_MAX_ALARMS
+
+
+def test_alpha_is_split_between_the_functionals_and_the_tail(ref):
+    v = check(_iid(ref, 12), ref)
+    n_tests = len(v.checks) + 1  # + KS
+    assert v.threshold == pytest.approx(bonferroni_threshold(DEFAULT_ALPHA * (1 - TAIL_ALPHA_SHARE), n_tests))
+    assert v.tail_threshold == pytest.approx(bonferroni_threshold(DEFAULT_ALPHA * TAIL_ALPHA_SHARE, len(TAIL_PROBS)))
+    assert [c.exact for c in v.tail] == list(TAIL_PROBS)
+    assert v.to_json()["tail"][0]["functional"] == "P(<q0.01)"
+
+
+def test_planted_small_tau_under_coverage_fails_and_names_the_tail(ref):
+    """Draws with the lower 5 % of tau removed (the centred funnel's missing neck): the tail family
+    flags it and the verdict says where and by how much."""
+    sample = ref.draws(8000, seed=13)
+    q05 = ref.quantile_and_density("tau", 0.05)[0]
+    keep = np.flatnonzero(sample["tau"] >= q05)[:4000]
+    planted = {k: v[keep] for k, v in sample.items()}
+    v = check(iid_as_draws(planted, 4, RUBIN.school), ref)
+    assert not v.passed
+    assert {"tau P(<q0.01)", "tau P(<q0.025)", "tau P(<q0.05)"} <= set(v.failed)
+    worst = min(v.tail, key=lambda c: c.z)
+    assert worst.estimate < 0.05 * worst.exact and v.max_abs_tail_z > v.tail_threshold
+    assert "P(<q0.05)" in format_verdict(v) and "FAIL" in format_verdict(v)

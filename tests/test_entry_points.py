@@ -81,7 +81,8 @@ def test_calibration_smoke(tmp_path):
     assert res["centered_power_long"]["engines"]["pystan"]["n"] == 1
     assert res["centered_power_long"]["settings"]["draws"] == 200
     zc = res["iid"]["z_calibration"]["functionals"]
-    assert list(zc) == ["mean", "q0.05", "q0.25", "q0.5", "q0.75", "q0.95"]
+    assert list(zc) == ["mean", "q0.05", "q0.25", "q0.5", "q0.75", "q0.95",
+                        "P(<q0.01)", "P(<q0.025)", "P(<q0.05)", "P(<q0.1)"]  # + the lower tail of tau
     assert zc["mean"]["n"] == 5 * 11  # 5 replications x (mu, tau, log_tau, theta[1..8])
     text = (tmp_path / "CALIBRATION.md").read_text()
     assert "Are the iid z-scores N(0, 1)?" in text and "4 × 200 draws (measured" in text

@@ -30,15 +30,26 @@ from models import PRESETS, RUBIN, Prior, SchoolsData
 from models.errors import UsageError
 from models.files import write_json, write_text
 from reference import posterior
-from reference.check import DEFAULT_ALPHA, FUNCTIONAL_PROBS, bonferroni_threshold, check, iid_as_draws
+from reference.check import (
+    DEFAULT_ALPHA,
+    FUNCTIONAL_PROBS,
+    MIN_DRAWS_PER_CHAIN,
+    TAIL_ALPHA_SHARE,
+    bonferroni_threshold,
+    check,
+    iid_as_draws,
+    load_draws,
+)
 
-from ..engines import ENGINES, default_engines
+from ..engines import default_engines
 from ..engines.base import Settings
+from ..reporting.calibration_report import CHECK_TEXT, render_markdown
 from ..runpath import Progress, ResultsStore, run_matrix
 from ..runpath.environment import environment, note_revision_drift
 from ..runpath.spec import RunSpec
 from ..runpath.store import read_checks
 from .common import RUNS, RunOptions, add_run_options, executor_timeout, make_executor, plan_line
+from .validate import MAX_SEEDS, check_count, check_output_folder, engine_names
 
 
 def rate(k: int, n: int) -> dict:
@@ -60,17 +71,18 @@ def iid_block(data: SchoolsData, prior: Prior, start: int, n: int, seed: int, ch
     uses seed + r, so blocks give the same numbers however they are split or where they run)."""
     ref = posterior(data, prior)
     out: dict = {"flagged": 0, "which": Counter(), "z": [], "ks_p": [], "rows": [], "threshold": None,
-                 "functionals": []}
+                 "functionals": [], "thresholds": []}
     for r in range(start, start + n):
         sample = ref.draws(chains * draws, seed=seed + r)
         v = check(iid_as_draws(sample, chains, data.school), ref, alpha=alpha)
         out["flagged"] += not v.passed
         out["which"].update(v.failed)
-        out["z"].append([c.z for c in v.checks])
+        out["z"].append([c.z for c in (*v.checks, *v.tail)])
         out["ks_p"].append(v.ks.p_value if v.ks else np.nan)
-        out["threshold"], out["functionals"] = v.threshold, [c.functional for c in v.checks]
+        out["threshold"], out["functionals"] = v.threshold, [c.functional for c in (*v.checks, *v.tail)]
+        out["thresholds"] = [v.threshold] * len(v.checks) + [v.tail_threshold] * len(v.tail)
         if r < FIGURE_REPS:
-            out["rows"] += [{"source": "iid", "rep": r, **c._asdict()} for c in v.checks]
+            out["rows"] += [{"source": "iid", "rep": r, **c._asdict()} for c in (*v.checks, *v.tail)]
     return out
 
 
@@ -83,15 +95,15 @@ def iid_false_alarms(data: SchoolsData, prior: Prior, reps: int, seed: int, chai
     args = [(data, prior, s, min(IID_BLOCK, reps - s), seed, chains, draws, alpha) for s in starts]
     blocks = mapper(iid_block, args) if mapper else [iid_block(*a) for a in args]
     flagged, which, rows, zs, ks_p = 0, Counter(), [], [], []
-    threshold, functionals = None, []
+    thresholds, functionals = [], []
     for b in blocks:
         flagged += b["flagged"]
         which.update(b["which"])
         rows += b["rows"]
         zs += b["z"]
         ks_p += b["ks_p"]
-        threshold, functionals = b["threshold"], b["functionals"]
-    z_cal = z_calibration(np.array(zs), functionals, np.array(ks_p), threshold) if reps else {}
+        thresholds, functionals = b["thresholds"], b["functionals"]
+    z_cal = z_calibration(np.array(zs), functionals, np.array(ks_p), thresholds) if reps else {}
     return {**rate(flagged, reps), "which": dict(which.most_common()), "z_calibration": z_cal}, rows
 
 
@@ -100,21 +112,26 @@ def iid_false_alarms(data: SchoolsData, prior: Prior, reps: int, seed: int, chai
 TAIL_Z = 3.0
 
 
-def z_calibration(z: np.ndarray, functionals: list[str], ks_p: np.ndarray, threshold: float) -> dict:
+def z_calibration(z: np.ndarray, functionals: list[str], ks_p: np.ndarray, thresholds: list[float] | float) -> dict:
     """How exact iid draws' z-scores compare with N(0, 1), per functional: their sd, the fraction
-    beyond |z| = 3 and beyond the Bonferroni threshold, each with the normal's value. This is the
-    evidence behind the family-wise rate: if every z is N(0, 1), Bonferroni guarantees <= alpha."""
-    out: dict = {"tail_z": TAIL_Z, "threshold": threshold,
+    beyond |z| = 3 and beyond its family's Bonferroni threshold (``thresholds``: one per column, or
+    one for all), each with the normal's value. This is the evidence behind the family-wise rate:
+    if every z is N(0, 1), the weighted Bonferroni guarantees <= alpha."""
+    thr = np.broadcast_to(np.asarray(thresholds, dtype=float), (len(functionals),))
+    out: dict = {"tail_z": TAIL_Z, "threshold": float(thr[0]),
                  "normal_tail": float(2 * stats.norm.sf(TAIL_Z)),
-                 "normal_beyond_threshold": float(2 * stats.norm.sf(threshold)), "functionals": {}}
+                 "normal_beyond_threshold": float(2 * stats.norm.sf(thr[0])), "functionals": {}}
     for f in dict.fromkeys(functionals):
-        cols = z[:, [i for i, g in enumerate(functionals) if g == f]]
+        idx = [i for i, g in enumerate(functionals) if g == f]
+        cols, t = z[:, idx], float(thr[idx[0]])
         out["functionals"][f] = {
             "n": int(cols.size),
             "mean": float(cols.mean()),
             "sd": float(cols.std(ddof=1)),
             "beyond_tail_z": int((np.abs(cols) > TAIL_Z).sum()),
-            "beyond_threshold": int((np.abs(cols) > threshold).sum()),
+            "threshold": t,
+            "normal_beyond_threshold": float(2 * stats.norm.sf(t)),
+            "beyond_threshold": int((np.abs(cols) > t).sum()),
         }
     finite = ks_p[np.isfinite(ks_p)]
     if finite.size:
@@ -124,15 +141,42 @@ def z_calibration(z: np.ndarray, functionals: list[str], ks_p: np.ndarray, thres
     return out
 
 
-def engine_specs(engines: list[str], param: str, settings: Settings, seeds: list[int], section: str) -> list[RunSpec]:
+def engine_specs(engines: list[str], param: str, settings: Settings, seeds: list[int], section: str, *,
+                 save_draws: bool = False) -> list[RunSpec]:
+    """Seed-major (every engine's seed 1, then every engine's seed 2, ...): a run cut short has
+    about as many fits of each engine."""
     return [RunSpec(engine=e, parameterization=param, settings=dataclasses.replace(settings, seed=seed),
-                    section=section, keep_checks=True) for e in engines for seed in seeds]
+                    section=section, keep_checks=True, save_draws=save_draws) for seed in seeds for e in engines]
 
 
-def engine_rates(specs: list[RunSpec], records: dict[str, dict], run_dir: Path) -> tuple[dict, list[dict]]:
+def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
+    """``N`` (seeds 1..N), ``A-B`` (seeds A..B, inclusive) or ``none`` (no seeds): the seed ranges that keep
+    the statistic's selection (seeds 1-100) apart from its held-out measurement (101-300)."""
+    t = str(text).strip()
+    if t.lower() == "none":
+        return []
+    try:
+        if "-" in t:
+            a, b = (int(x) for x in t.split("-", 1))
+        else:
+            a, b = 1, int(t)
+    except ValueError:
+        raise UsageError(f"{option} = {text!r}: expected N, A-B or none") from None
+    if a < 1 or b < a:
+        raise UsageError(f"{option} = {text!r}: seeds must be >= 1 and A <= B")
+    if b - a + 1 > MAX_SEEDS:
+        raise UsageError(f"{option} = {text!r}: {b - a + 1} seeds; at most {MAX_SEEDS}")
+    return list(range(a, b + 1))
+
+
+def engine_rates(specs: list[RunSpec], records: dict[str, dict], run_dir: Path,
+                 recheck: bool = False) -> tuple[dict, list[dict]]:
     """Per engine: how many of its runs the check flagged (and which functionals), from the run path's
-    records; a run that failed is listed under ``errors``, an unavailable engine says so."""
+    records; a run that failed is listed under ``errors``, an unavailable engine says so. ``recheck``
+    re-applies the current check to each run's saved draws (``runs/draws/``; a run without them keeps
+    its record's verdict): a changed check is measured on the same fits without sampling again."""
     out, rows = {}, []
+    ref = posterior(RUBIN, PRESETS["default"]) if recheck else None
     for name in dict.fromkeys(s.engine for s in specs):
         recs = [records[s.key] for s in specs if s.engine == name]
         if all(r.get("error_kind") == "unavailable" for r in recs):
@@ -144,12 +188,20 @@ def engine_rates(specs: list[RunSpec], records: dict[str, dict], run_dir: Path) 
                 errors.append(f"seed {r['seed']}: {r['error']}"[:300])
                 continue
             n += 1
+            saved = Path(run_dir) / "draws" / f"{r['key']}.nc"
+            if recheck and saved.is_file():
+                v = check(load_draws(saved), ref)
+                flagged += not v.passed
+                which.update(v.failed)
+                rows += [{"source": f"{name} {r['parameterization']}", "rep": r["seed"], **c._asdict()}
+                         for c in (*v.checks, *v.tail)]
+                continue
             flagged += not r["check_passed"]
             which.update(f for f in (r.get("check_failed") or "").split(";") if f)
             checks = read_checks(run_dir, r["key"])
             if checks:
                 rows += [{"source": f"{name} {r['parameterization']}", "rep": r["seed"], **c}
-                         for c in checks["checks"]]
+                         for c in (*checks["checks"], *checks.get("tail", []))]
         out[name] = {**rate(flagged, n), "which": dict(which.most_common()), "errors": errors}
     return out, rows
 
@@ -165,7 +217,7 @@ def project_power(rows: list[dict], threshold: float, factors=PROJECTION_FACTORS
     worst: dict[tuple[str, str], float] = {}
     for r in rows:
         src = r["source"]
-        if src.endswith(" centered"):
+        if src.endswith(" centered") and not str(r["functional"]).startswith("P(<"):  # the functionals' family
             key = (src.removesuffix(" centered"), str(r["rep"]))
             worst[key] = max(worst.get(key, 0.0), abs(float(r["z"])))
     out: dict = {}
@@ -213,21 +265,28 @@ DEFAULT_REPS = 10_000
 DEFAULT_LONG_DRAWS = 4000
 
 
-def run_calibration(outdir: Path, *, reps: int = DEFAULT_REPS, seeds: int = 20, engines: list[str] | None = None,
-                    seed: int = 20261124, long_draws: int = DEFAULT_LONG_DRAWS,
-                    options: RunOptions | None = None) -> dict:
+def run_calibration(outdir: Path, *, reps: int = DEFAULT_REPS, seeds: int | list[int] = 20,
+                    engines: list[str] | None = None, seed: int = 20261124, long_draws: int = DEFAULT_LONG_DRAWS,
+                    noncentered_seeds: list[int] | None = None, save_draws: bool = False,
+                    recheck: bool = False, options: RunOptions | None = None) -> dict:
+    """``seeds``: N (seeds 1..N) or a list; ``noncentered_seeds``: the non-centred runs' seeds (default: the
+    same); ``save_draws`` keeps every run's draws (``runs/draws/``) so a statistic can be re-applied offline;
+    ``recheck`` re-applies the current check to the saved draws of runs already in the folder (--resume)."""
     data, prior = RUBIN, PRESETS["default"]
     engines = engines or default_engines()
-    seed_list = list(range(1, seeds + 1))
+    seed_list = list(range(1, seeds + 1)) if isinstance(seeds, int) else list(seeds)
+    nc_seeds = seed_list if noncentered_seeds is None else list(noncentered_seeds)
     outdir = Path(outdir)
     env = environment()
     t0 = time.perf_counter()
     nc_settings, c_settings = Settings(target_accept=0.95), Settings()
     long_settings = Settings(draws=long_draws) if long_draws else None
-    groups = {"noncentered": engine_specs(engines, "noncentered", nc_settings, seed_list, "noncentered-ta0.95"),
-              "centered": engine_specs(engines, "centered", c_settings, seed_list, "centered")}
+    groups = {"centered": engine_specs(engines, "centered", c_settings, seed_list, "centered", save_draws=save_draws),
+              "noncentered": engine_specs(engines, "noncentered", nc_settings, nc_seeds, "noncentered-ta0.95",
+                                          save_draws=save_draws)}
     if long_settings:
-        groups["long"] = engine_specs(engines, "centered", long_settings, seed_list, f"centered-draws{long_draws}")
+        groups["long"] = engine_specs(engines, "centered", long_settings, seed_list, f"centered-draws{long_draws}",
+                                      save_draws=save_draws)
     specs = [s for g in groups.values() for s in g]
     run_dir = outdir / "runs"
     options = options or RunOptions()
@@ -247,20 +306,21 @@ def run_calibration(outdir: Path, *, reps: int = DEFAULT_REPS, seeds: int = 20, 
         progress.say(f"calibrate: {reps} exact-iid replications in {time.perf_counter() - t_iid:.0f} s")
     finally:
         executor.close()
-    nc, nc_rows = engine_rates(groups["noncentered"], records, run_dir)
-    c, c_rows = engine_rates(groups["centered"], records, run_dir)
+    nc, nc_rows = engine_rates(groups["noncentered"], records, run_dir, recheck=recheck)
+    c, c_rows = engine_rates(groups["centered"], records, run_dir, recheck=recheck)
     long = None
     if long_settings:
-        long_rates, _ = engine_rates(groups["long"], records, run_dir)
+        long_rates, _ = engine_rates(groups["long"], records, run_dir, recheck=recheck)
         long = {"settings": long_settings.to_dict(), "seeds": seed_list, "engines": long_rates}
     result = {
         "alpha": DEFAULT_ALPHA,
         "data": data.name,
         "prior": prior.to_dict(),
         "iid": {"reps": reps, "chains": 4, "draws": 1000, "seed": seed, **iid},
-        "noncentered_false_alarms": {"settings": nc_settings.to_dict(), "seeds": seed_list, "engines": nc},
+        "noncentered_false_alarms": {"settings": nc_settings.to_dict(), "seeds": nc_seeds, "engines": nc},
         "centered_power": {"settings": c_settings.to_dict(), "seeds": seed_list, "engines": c},
         "centered_power_long": long,
+        "check": CHECK_TEXT,
         "goals": {"iid_false_alarm": "<= 0.01", "noncentered_false_alarm": "<= 0.05", "centered_power": ">= 0.80"},
         "environment": note_revision_drift(env),
         "executor": where,
@@ -281,84 +341,10 @@ def run_calibration(outdir: Path, *, reps: int = DEFAULT_REPS, seeds: int = 20, 
 
 
 def _threshold(data: SchoolsData, prior: Prior, alpha: float = DEFAULT_ALPHA) -> float:
+    """The functionals' family threshold (its share of alpha: the rest goes to the lower tail of tau)."""
     n_quantities = 1 + data.J + (0 if prior.tau_fixed else 2)
-    return bonferroni_threshold(alpha, n_quantities * len(FUNCTIONAL_PROBS) + (0 if prior.tau_fixed else 1))
-
-
-def _fmt_rate(r: dict) -> str:
-    if "error" in r:
-        return f"— ({r['error'][:60]}…)"
-    if not r.get("n"):
-        return "— (no run finished)"
-    lo, hi = r["ci95"]
-    return f"{r['flagged']}/{r['n']} = {r['rate']:.3f} (95% CI {lo:.3f}–{hi:.3f})"
-
-
-def _top(which: dict, k: int = 4) -> str:
-    return ", ".join(f"{name} ×{n}" for name, n in list(which.items())[:k]) or "—"
-
-
-def render_markdown(r: dict) -> str:
-    lines = [
-        "# Calibration of the reference check",
-        "",
-        "Written by `nox -s calibrate` (benchmarks/calibrate.py); do not edit by hand.",
-        "",
-        f"Data `{r['data']}`, prior `{r['prior']['text']}`, family-wise alpha = {r['alpha']}.",
-        "",
-        "| measurement | goal | flagged / runs (95 % exact CI) | functionals that flagged most |",
-        "|---|---|---|---|",
-        f"| false alarms, exact iid draws (4 × 1000) | ≤ 1 % | {_fmt_rate(r['iid'])} | {_top(r['iid']['which'])} |",
-    ]
-    for name, e in r["noncentered_false_alarms"]["engines"].items():
-        lines.append(f"| false alarms, {name} non-centred, target_accept 0.95 | ≤ 5 % | {_fmt_rate(e)} | "
-                     f"{_top(e.get('which', {}))} |")
-    for name, e in r["centered_power"]["engines"].items():
-        lines.append(f"| power, {name} centred, default settings | ≥ 80 % | {_fmt_rate(e)} | "
-                     f"{_top(e.get('which', {}))} |")
-    long = r.get("centered_power_long")
-    if long:
-        d = long["settings"]
-        for name, e in long["engines"].items():
-            lines.append(f"| power, {name} centred, {d['chains']} × {d['draws']} draws (measured; not the goal's "
-                         f"setting) | — | {_fmt_rate(e)} | {_top(e.get('which', {}))} |")
-    zc = r["iid"].get("z_calibration")
-    if zc:
-        lines += ["", f"**Are the iid z-scores N(0, 1)?** Each functional's z over all {r['iid']['reps']} "
-                  f"replications of exact draws (every quantity pooled). Bonferroni keeps the family-wise rate "
-                  f"≤ alpha when each z is N(0, 1); the columns show how close they are, and the tails "
-                  f"(|z| > {zc['tail_z']:g}: the normal gives {100 * zc['normal_tail']:.2f} %; "
-                  f"|z| > {zc['threshold']:.2f}, the threshold: {100 * zc['normal_beyond_threshold']:.4f} %).", "",
-                  "| functional | z values | mean | sd | beyond "
-                  f"{zc['tail_z']:g} | beyond {zc['threshold']:.2f} |", "|---|---|---|---|---|---|"]
-        for f, v in zc["functionals"].items():
-            lines.append(f"| {f} | {v['n']} | {v['mean']:+.3f} | {v['sd']:.3f} | "
-                         f"{v['beyond_tail_z']} ({100 * v['beyond_tail_z'] / v['n']:.2f} %) | "
-                         f"{v['beyond_threshold']} ({100 * v['beyond_threshold'] / v['n']:.4f} %) |")
-        if "ks" in zc:
-            k = zc["ks"]
-            lines += ["", f"KS test for tau: p < 0.05 in {100 * k['p_below_0.05']:.2f} % and p < 0.01 in "
-                      f"{100 * k['p_below_0.01']:.2f} % of {k['n']} replications; the p-values' own uniformity "
-                      f"test gives p = {k['uniformity_p']:.3g}."]
-    proj = r.get("centered_power_projection")
-    if proj:
-        engines = sorted({e for per in proj.values() for e in per})
-        lines += ["", "**Power with longer runs (projection).** Runs flagged if each centred run kept its bias "
-                  "and its MCSE shrank as 1/√k with k times the draws (z-tests only; k = 1 reproduces the "
-                  "measurement above without the KS test):", "",
-                  "| draws × k | " + " | ".join(engines) + " |", "|---|" + "---|" * len(engines)]
-        for k, per in proj.items():
-            cells = [f"{per[e][0]}/{per[e][1]}" if e in per else "—" for e in engines]
-            lines.append(f"| {k} × (4 × 1000) | " + " | ".join(cells) + " |")
-        lines += ["", "The centred fits are flagged by the small-tau functionals (tau q0.05, log_tau mean, "
-                  "tau q0.25, as the table shows): the funnel's neck is under-sampled. At 4 × 1000 draws the "
-                  "MCSE of those functionals is too large for every biased run to stand out; the projection "
-                  "says where the goal would be reached, as long as longer chains do not themselves shrink "
-                  "the bias." + (" The measured rows at "
-                  f"{long['settings']['chains']} × {long['settings']['draws']} draws above test that assumption."
-                  if long else "")]
-    lines += ["", "![z-scores](zscores.png)", "", "Environment: see `calibration.json`.", ""]
-    return "\n".join(lines)
+    share = 1.0 if prior.tau_fixed else 1 - TAIL_ALPHA_SHARE
+    return bonferroni_threshold(alpha * share, n_quantities * len(FUNCTIONAL_PROBS) + (0 if prior.tau_fixed else 1))
 
 
 HELP = "measure the reference check's false-alarm rate and power"
@@ -369,30 +355,57 @@ def configure(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--reps", type=int, default=DEFAULT_REPS)
     ap.add_argument("--long-draws", type=int, default=DEFAULT_LONG_DRAWS,
                     help="draws per chain of the measured long-run centred power (0 skips it)")
-    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--seeds", default="20", help="sampler seeds: N (1..N) or A-B (held-out: 101-300)")
+    ap.add_argument("--noncentered-seeds", help="the non-centred runs' seeds (N, A-B or none; default: --seeds)")
+    ap.add_argument("--save-draws", action="store_true",
+                    help="keep every run's draws (runs/draws/) to re-apply a check offline")
+    ap.add_argument("--recheck", action="store_true",
+                    help="re-apply the current check to saved draws (with --resume: the runs are not redone)")
     ap.add_argument("--engines")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite CALIBRATION.md from calibration.json and zscores.csv without running")
     add_run_options(ap)
 
 
+#: --reps at most: 10^6 exact-iid replications are ~100 x the default's hours
+MAX_REPS = 1_000_000
+#: --long-draws at most (per chain; the long centred runs keep 4 chains of them in memory)
+MAX_LONG_DRAWS = 1_000_000
+
+
+def _rendered(out: Path) -> str:
+    """CALIBRATION.md from ``out``/calibration.json, or a UsageError naming what is wrong with it."""
+    path = Path(out) / "calibration.json"
+    try:
+        res = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"--out = {str(out)!r}: no calibration.json to render") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UsageError(f"--out = {str(out)!r}: calibration.json is unreadable or not JSON ({e})") from None
+    try:
+        return render_markdown(res)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise UsageError(f"--out = {str(out)!r}: calibration.json is not a calibration result "
+                         f"({type(e).__name__}: {e})") from None
+
+
 def main(a: argparse.Namespace) -> int:
-    for name in ("reps", "seeds", "long_draws"):
-        v = getattr(a, name)
-        if v < 0 or (name == "seeds" and v < 1):
-            raise UsageError(f"--{name.replace('_', '-')} = {v}: must be {'>= 1' if name == 'seeds' else '>= 0'}")
+    check_count(a.reps, "--reps", lo=0, hi=MAX_REPS)
+    if a.long_draws != 0:
+        check_count(a.long_draws, "--long-draws", lo=MIN_DRAWS_PER_CHAIN, hi=MAX_LONG_DRAWS,
+                    why=f"0 skips the long runs; else at least the check's {MIN_DRAWS_PER_CHAIN} draws per chain")
     if a.render_only:
-        try:
-            res = json.loads((a.out / "calibration.json").read_text())
-        except FileNotFoundError:
-            raise UsageError(f"--out = {str(a.out)!r}: no calibration.json to render") from None
-        write_text(a.out / "CALIBRATION.md", render_markdown(res))
-        print(render_markdown(res))
+        text = _rendered(a.out)  # rendered in full before anything is written
+        write_text(a.out / "CALIBRATION.md", text)
+        print(text)
         return 0
-    engines = a.engines.split(",") if a.engines else None
-    for e in engines or []:
-        if e not in ENGINES:
-            raise UsageError(f"--engines: engine = {e!r} is unknown; engines: {', '.join(ENGINES)}")
-    res = run_calibration(a.out, reps=a.reps, seeds=a.seeds, long_draws=a.long_draws, engines=engines, options=a)
+    seeds = parse_seeds(a.seeds)
+    nc_seeds = None if a.noncentered_seeds is None else parse_seeds(a.noncentered_seeds, "--noncentered-seeds")
+    if not seeds and not nc_seeds:
+        raise UsageError(f"--seeds = {a.seeds!r}: must name at least one seed (or give --noncentered-seeds)")
+    check_output_folder(a.out, "--out")
+    res = run_calibration(a.out, reps=a.reps, seeds=seeds, long_draws=a.long_draws,
+                          engines=engine_names(a.engines), options=a, noncentered_seeds=nc_seeds,
+                          save_draws=a.save_draws, recheck=a.recheck)
     print(render_markdown(res))
     return 0
