@@ -27,7 +27,7 @@ from reference.scores import KHAT_OK, MEAN_TOL, SD_RATIO_RANGE
 from ..approx import APPROXIMATORS
 from ..runpath.record import APPROX_RECORD_FIELDS
 from ..runpath.spec import data_for, prior_for
-from .report import machines_line
+from .report import git_text, machines_line
 from .tables import seeds_text
 
 __all__ = ["render_approx", "approx_markdown", "console_summary", "khat_agreement", "FIGURES"]
@@ -106,7 +106,9 @@ def _headline(records: list[dict]) -> list[str]:
         done = [r for r in runs if _ok(r)]
         if not done:
             err = runs[0]
-            rows.append([method, param, f"0/{len(runs)}", *["—"] * 11, f"{err.get('error_kind')}: {str(err.get('error'))[:90]}"])
+            why = str(err.get("error"))
+            why = why if why.startswith(f"{err.get('error_kind')}:") else f"{err.get('error_kind')}: {why}"
+            rows.append([method, param, f"0/{len(runs)}", *["—"] * 11, why[:100]])
             continue
         rows.append([method, param, f"{len(done)}/{len(runs)}", _cell(done, "tau_mean_error"), _cell(done, "tau_sd_ratio"),
                      _cell(done, "tau_w1"), _cell(done, "tau_coverage"), _cell(done, "khat"), _count(done, "truly_fine"),
@@ -168,7 +170,7 @@ def approx_markdown(records: list[dict], meta: dict, env: dict, timing: dict) ->
     ok = [r for r in records if _ok(r)]
     out = ["# Approximate inference against the exact posterior", "",
            f"Written by `python -m benchmarks approx` (nox -s approx) from this folder's records; "
-           f"{machines_line(env, records)}; git `{str(env.get('git_revision'))[:12]}`; seeds {seeds_text(seeds)}; "
+           f"{machines_line(env, records)}; {git_text(env)}; seeds {seeds_text(seeds)}; "
            f"{len(records)} fits ({len(ok)} finished)" + (f" in {wall / 60:.1f} min" if wall else "") + "; prior "
            + ", ".join(sorted({r['prior'] for r in records})) + ". Each method with its library's defaults "
            "(manifests/ names them), 1000 draws from the fitted approximation.", ""]
@@ -202,24 +204,31 @@ def write_figures(folder: Path, records: list[dict]) -> None:
 
     folder = Path(folder)
     kept = [r for r in records if _ok(r) and r["section"] == "rubin" and (folder / "draws" / f"{r['key']}.nc").is_file()]
-    params = sorted({r["parameterization"] for r in kept}) or ["noncentered"]
-    fig = Figure(figsize=(11, 4.2 * len(params)), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(len(params), 1, squeeze=False).ravel())
-    for ax, param in zip(axes, params, strict=True):
-        runs = [r for r in kept if r["parameterization"] == param]
-        if runs:
-            ref = posterior(data_for(runs[0]["data_spec"]), prior_for(runs[0]["prior"]))
-            x = np.linspace(1e-3, float(ref.quantile("tau", 0.995)), 400)
-            ax.fill_between(x, ref.pdf("tau", x), color="0.85", label="exact")
-            for i, r in enumerate(sorted(runs, key=lambda r: _order(r["engine"]))):
-                with xr.open_datatree(folder / "draws" / f"{r['key']}.nc") as tree:
-                    tau = np.asarray(tree["posterior"]["tau"].values).ravel()
-                h, edges = np.histogram(tau, bins=np.linspace(0, x[-1], 60), density=True)
-                h *= np.mean(tau <= x[-1])
-                ax.step(edges[:-1], h, where="post", color=f"C{i % 10}", label=r["engine"], linewidth=1.1)
-        ax.set_title(f"tau, Rubin's data, {param} (seed 1 of each method)", fontsize=10)
-        ax.set_xlabel("tau")
-        ax.legend(fontsize=7, ncols=3)
+    methods = [m for (m,) in _by(kept, "engine")] or ["none"]
+    ncols = min(4, len(methods))
+    nrows = math.ceil(len(methods) / ncols)
+    fig = Figure(figsize=(3.4 * ncols, 2.6 * nrows + 0.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False, sharex=True).ravel())
+    for ax in axes[len(methods):]:
+        ax.set_axis_off()
+    ref = posterior(data_for(kept[0]["data_spec"]), prior_for(kept[0]["prior"])) if kept else None
+    x = np.linspace(1e-3, float(ref.quantile("tau", 0.99)), 300) if ref is not None else np.linspace(0, 1, 2)
+    bins = np.linspace(0, x[-1], 40)
+    for ax, method in zip(axes, methods, strict=False):
+        if ref is not None:
+            ax.fill_between(x, ref.pdf("tau", x), color="0.82", label="exact")
+        for r in [r for r in kept if r["engine"] == method]:
+            with xr.open_datatree(folder / "draws" / f"{r['key']}.nc") as tree:
+                tau = np.asarray(tree["posterior"]["tau"].values).ravel()
+            h, edges = np.histogram(tau, bins=bins)
+            h = h / (len(tau) * np.diff(edges))  # density over all draws: mass beyond the axis is missing
+            centred = r["parameterization"] == "centered"
+            ax.step(edges[:-1], h, where="post", color="C3" if centred else "C0", linestyle="--" if centred else "-",
+                    linewidth=1.1, label=r["parameterization"])
+        ax.set_title(method, fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("tau under each method (seed 1) over the exact density, Rubin's data, default prior", fontsize=10)
     write_bytes(folder / "tau_marginal.png", _png(fig))
 
     nc = [r for r in records if _ok(r) and r["parameterization"] == "noncentered"]

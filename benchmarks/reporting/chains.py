@@ -26,7 +26,7 @@ from reference import posterior
 
 from ..engines import ENGINES
 from ..runpath.spec import data_for, prior_for
-from .report import machines_line
+from .report import git_text, machines_line
 from .tables import seeds_text
 
 __all__ = ["CSV_COLUMNS", "FIGURE", "render_chains", "chains_markdown", "console_summary", "crossovers",
@@ -178,7 +178,7 @@ def chains_markdown(records: list[dict], meta: dict, env: dict, timing: dict) ->
     wall = (timing.get("totals") or {}).get("wall_s")
     out = ["# Samplers beyond four NUTS chains", "",
            f"Written by `python -m benchmarks chains` (nox -s chains) from this folder's records; "
-           f"{machines_line(env, records)}; device: {meta.get('device')}; git `{str(env.get('git_revision'))[:12]}`; "
+           f"{machines_line(env, records)}; device: {meta.get('device')}; {git_text(env)}; "
            f"seeds {seeds_text(seeds)}; {len(records)} runs" + (f" in {wall / 60:.1f} min of wall time" if wall else "")
            + ". Data: " + ", ".join(sorted({r['data_spec'] for r in records})) + "; prior "
            + ", ".join(sorted({r['prior'] for r in records})) + "." + _load_text(meta), "",

@@ -65,6 +65,17 @@ def machine_label(env: dict) -> str:
     return text + (f" @ {host}" if host else "")
 
 
+def git_text(env: dict) -> str:
+    """``git `abc123`'`` from an environment.json, saying where the tree had uncommitted changes when the
+    job started and where the code changed under it (``git_revision_end``)."""
+    rev = str(env.get("git_revision") or "unknown")
+    text = f"git `{rev.removesuffix('-dirty')[:12]}`" + (" with uncommitted changes" if rev.endswith("-dirty") else "")
+    end = env.get("git_revision_end")
+    if end and end != rev:
+        text += f" (at the end: `{str(end).removesuffix('-dirty')[:12]}`" + (", uncommitted changes" if str(end).endswith("-dirty") else "") + ")"
+    return text
+
+
 def machines_line(env: dict, records: list[dict]) -> str:
     from_records = sorted({r["machine"] for r in records if isinstance(r.get("machine"), str) and r["machine"]})
     if len(from_records) > 1:
