@@ -99,3 +99,13 @@ def test_the_notebook_reproduction_runs_from_the_shipped_facts(tmp_path):
     text = (tmp_path / "README.md").read_text()
     assert text.startswith("# The notebook, reproduced") and facts["provenance"]["sha256"][:16] in text
     assert o["consistent_tau"]["chi2_best"] < o["consistent_tau"]["chi2_tau8"]
+
+
+def test_compare_times_the_whole_command_from_its_process_start():
+    """process_age_s counts the interpreter's start-up and imports: a process that has slept 0.5 s after
+    its imports is at least that old, and younger than the test's own generous bound."""
+    r = _py("-c", "import time; from benchmarks.jobs.compare import process_age_s; time.sleep(0.5); "
+                  "print(process_age_s())")
+    assert r.returncode == 0, r.stderr
+    age = float(r.stdout)
+    assert 0.5 <= age < 120

@@ -78,4 +78,22 @@ def main(a: argparse.Namespace) -> int:
           f"{t['wall_s']:.1f} s against the engines' own {t['budget_s']:.1f} s (warmup + sampling "
           f"{t['inference_s']:.1f} s + {t['distinct_programs']} distinct compiles {t['distinct_compile_s']:.1f} s)"
           f" = {t['wall_over_budget']:.2f}x; report in {final / 'REPORT.md'}")
+    whole = process_age_s()
+    if whole is not None:
+        print(f"compare: the whole command {whole:.1f} s from its process's start (start-up, imports, the matrix, "
+              f"the report and its figures) against the engines' own {t['budget_s']:.1f} s = "
+              f"{whole / t['budget_s']:.2f}x")
     return 0
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux's /proc: its start time in clock ticks after boot), so
+    the whole command is timed, interpreter start-up and imports included; None where /proc has no answer."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
