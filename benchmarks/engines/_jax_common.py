@@ -14,10 +14,11 @@ from typing import Any
 
 from .base import COMPILED, REUSED, SettingsError, Timings
 from .caches import compilation_cache_dir
+from .convert import point_arrays
 
 __all__ = ["jax", "COMPILE_EVENTS", "CompileLog", "compile_spans", "union_length", "compilation_cache_dir",
            "chain_method_for", "CHAIN_METHODS", "ChainPrograms", "NumPyroChains", "ProgramCache",
-           "PROGRAMS_KEPT", "device_scope", "device_label", "JAX_PLATFORM"]
+           "PROGRAMS_KEPT", "device_scope", "device_label", "JAX_PLATFORM", "constrained_log_density"]
 
 #: Settings.device -> JAX's platform name
 JAX_PLATFORM = {"cpu": "cpu", "gpu": "gpu"}
@@ -362,3 +363,19 @@ def jax_run_manifest(chain_method: str, chains: int, reused: bool, spans: Compil
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "program": REUSED if reused else COMPILED,
             "compile_cache": REUSED if reused else spans.cache_note()}
+
+
+def constrained_log_density(problem) -> Callable:
+    """models/jax_model.py's constrained density at a point (keys mu, tau, theta | theta_tilde): no
+    Jacobian, -inf outside the prior's support; what every engine on that JAX model answers for
+    ``Engine.log_density``."""
+    from models import jax_model  # written in jax.numpy: loaded with JAX, lazily
+
+    data, prior, param = problem.data, problem.prior, problem.parameterization
+    fn = jax.jit(jax_model.build(prior, param, data.J).constrained_log_density)
+    y, sigma = data.y_array, data.sigma_array
+
+    def log_density(point) -> float:
+        return float(fn(point_arrays(point, data, prior, param), y, sigma))
+
+    return log_density

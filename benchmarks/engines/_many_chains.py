@@ -32,6 +32,7 @@ from models.problem import Problem
 from ._jax_common import (
     ProgramCache,
     compile_spans,
+    constrained_log_density,
     device_label,
     device_scope,
     jax,
@@ -43,7 +44,7 @@ from ._jax_common import (
     union_length,
 )
 from .base import RunResult, Settings, SettingsError, base_manifest, check_problem, check_run_args
-from .convert import point_arrays, to_datatree
+from .convert import to_datatree
 
 if jax is not None:
     from models import jax_model
@@ -272,15 +273,7 @@ class ManyChainEngine:
     def log_density(self, problem: Problem) -> Callable[[Mapping], float]:
         """models/jax_model.py's constrained density at a point (no Jacobian), as the blackjax engine."""
         check_problem(problem)
-        data, prior, param = problem.data, problem.prior, problem.parameterization
-        model = jax_model.build(prior, param, data.J)
-        fn = jax.jit(model.constrained_log_density)
-        y, sigma = data.y_array, data.sigma_array
-
-        def log_density(point: Mapping) -> float:
-            return float(fn(point_arrays(point, data, prior, param), y, sigma))
-
-        return log_density
+        return constrained_log_density(problem)
 
 
 def constrained(model, positions):

@@ -31,6 +31,7 @@ from ._jax_common import (
     ProgramCache,
     chain_method_for,
     compile_spans,
+    constrained_log_density,
     jax,
     jax_manifest,
     jax_run_manifest,
@@ -40,7 +41,7 @@ from ._jax_common import (
     union_length,
 )
 from .base import RunResult, Settings, base_manifest, check_problem, check_run_args
-from .convert import point_arrays, to_datatree, tree_depth_from_steps
+from .convert import to_datatree, tree_depth_from_steps
 
 if jax is not None:  # models.jax_model is written in jax.numpy
     from models import jax_model
@@ -206,15 +207,7 @@ class BlackJAXEngine:
         """models/jax_model.py's constrained density at a point: no Jacobian, -inf outside the prior's
         support."""
         check_problem(problem)
-        data, prior, param = problem.data, problem.prior, problem.parameterization
-        model = jax_model.build(prior, param, data.J)
-        fn = jax.jit(model.constrained_log_density)
-        y, sigma = data.y_array, data.sigma_array
-
-        def log_density(point: Mapping) -> float:
-            return float(fn(point_arrays(point, data, prior, param), y, sigma))
-
-        return log_density
+        return constrained_log_density(problem)
 
 
 ENGINE = BlackJAXEngine()
