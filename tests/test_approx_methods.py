@@ -49,7 +49,9 @@ DEGENERATE = {
     "pymc-laplace": "find_MAP maximises the density without the Jacobian: its mode is at tau -> 0 (log tau "
                     "~ -7.6), where the Hessian is nearly flat in log tau (variance ~1.8e7)",
 }
-NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in APPROXIMATORS]
+#: the yardstick, a short NUTS run: a sampler with no density q (log_q NaN; its own test below)
+SAMPLERS = ("blackjax-nuts-short",)
+NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in APPROXIMATORS if n not in SAMPLERS]
 
 _FITS: dict = {}
 
@@ -258,3 +260,17 @@ def test_cmdstanpy_methods_convert_cmdstans_output(monkeypatch, name, call):
     np.testing.assert_allclose(r.draws["sample_stats"]["log_q"].values[0], _FakeCmdStanFit(pb, U).lq[:DRAWS])
     np.testing.assert_allclose(r.draws["sample_stats"]["log_p"].values[0], _target.log_p(pb, U[:DRAWS]),
                                rtol=1e-9)
+
+
+def test_the_short_nuts_yardstick_has_the_layout_and_its_gradient_count_but_no_q():
+    name = "blackjax-nuts-short"
+    require(name)
+    r = get_approximator(name).fit(problem(), ApproxSettings(draws=DRAWS, seed=1, iterations=100))
+    post = r.draws["posterior"].dataset
+    assert dict(post.sizes) == {"chain": 1, "draw": DRAWS, "school": 8}
+    ss = r.draws["sample_stats"].dataset
+    assert np.isfinite(ss["log_p"].values).all() and np.isnan(ss["log_q"].values).all()
+    d = r.diagnostics
+    per_chain = DRAWS // 4
+    assert d.extra["warmup"] == 100 and d.extra["draws_per_chain"] == per_chain
+    assert d.evaluations >= 4 * (100 + per_chain)  # at least one leapfrog step per iteration
