@@ -32,7 +32,6 @@ from ..reporting.chains import console_summary, render_chains
 from ..runpath import check_run_id, remove_created
 from ..runpath.progress import fmt_duration
 from .common import add_run_options, run_specs
-from .sweep import LoadSampler
 from .config import (
     CONFIGS,
     ConfigError,
@@ -44,6 +43,7 @@ from .config import (
     read_toml,
     specs_of,
 )
+from .sweep import LoadSampler
 
 __all__ = ["HELP", "configure", "main", "CONFIG", "ChainsPlan", "load_chains", "parse_counts"]
 

@@ -290,10 +290,10 @@ def write_figure(folder: Path, records: list[dict]) -> None:
     fig = Figure(figsize=(8.5, 5.2), layout="constrained")
     ax = fig.subplots()
     colours = {}
-    for (engine, param, chains, opts), runs in sorted(_groups(records, "scaling").items()):
+    for engine, *_ in sorted(_groups(records, "scaling")):
         colours.setdefault(engine, f"C{len(colours) % 10}")
     lines: dict[tuple, list] = defaultdict(list)
-    for (engine, param, chains, opts), runs in _groups(records, "scaling").items():
+    for (engine, param, chains, _), runs in _groups(records, "scaling").items():
         m = _median(r.get("ess_bulk_per_s_wall") for r in runs if _ok(r))
         if m is not None:
             lines[(engine, param)].append((chains, m))
