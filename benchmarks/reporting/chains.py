@@ -65,6 +65,8 @@ def _median(values) -> float | None:
 def _fmt(x: float | None, digits: int = 3) -> str:
     if x is None:
         return "—"
+    if abs(x) >= 1e6:  # a chain gone astray (R-hat, |z| of 1e20): its order of magnitude says it
+        return f"{x:.2g}"
     if abs(x) >= 1000:
         return f"{x:,.0f}".replace(",", " ")
     return f"{x:.{digits}g}"
@@ -141,7 +143,9 @@ def _row(runs: list[dict]) -> list[str]:
     done = [r for r in runs if _ok(r)]
     if not done:
         err = next((r for r in runs if r.get("error")), {})
-        return ["0/" + str(len(runs))] + ["—"] * 9 + [f"{err.get('error_kind')}: {str(err.get('error'))[:80]}"]
+        why = str(err.get("error"))
+        why = why if why.startswith(f"{err.get('error_kind')}:") else f"{err.get('error_kind')}: {why}"
+        return ["0/" + str(len(runs))] + ["—"] * 9 + [why[:100]]
     return [f"{len(done)}/{len(runs)}", _spread([r.get("inference_s") for r in done]),
             _spread([r.get("min_ess_bulk") for r in done]), _spread([r.get("ess_bulk_per_s_wall") for r in done]),
             _spread([1000 * r["ess_bulk_per_grad"] if r.get("ess_bulk_per_grad") else None for r in done]),
@@ -181,7 +185,8 @@ def chains_markdown(records: list[dict], meta: dict, env: dict, timing: dict) ->
            f"{machines_line(env, records)}; device: {meta.get('device')}; {git_text(env)}; "
            f"seeds {seeds_text(seeds)}; {len(records)} runs" + (f" in {wall / 60:.1f} min of wall time" if wall else "")
            + ". Data: " + ", ".join(sorted({r['data_spec'] for r in records})) + "; prior "
-           + ", ".join(sorted({r['prior'] for r in records})) + "." + _load_text(meta), "",
+           + ", ".join(sorted({r['prior'] for r in records})) + "." + _load_text(meta)
+           + (f" Note: {meta['note']}." if meta.get("note") else ""), "",
            "Cells are median [min, max] over the seeds. ESS is the smallest bulk ESS over every scalar of mu, "
            "tau and theta (arviz-stats, all chains pooled); ESS/s divides it by warmup + draws wall time "
            "(compile time apart); ESS/grad by the gradient evaluations after warmup. Nested R-hat "
