@@ -8,13 +8,11 @@ Method modules are imported lazily, on :func:`get_approximator` (a PPL import ta
 
 from __future__ import annotations
 
-import importlib
-import re
 from dataclasses import dataclass
-from importlib import metadata
 
 from models.errors import UsageError
 
+from ..engines import installed_version, load_target, reason_unavailable
 from .base import (
     ApproxDiagnostics,
     ApproxFailed,
@@ -38,7 +36,6 @@ class ApproxEntry:
     extra: str  #: the pyproject extra(s) that install it: pip install 'eight-schools-ppl[<extra>]'
 
 
-_TARGET = re.compile(r"^(?P<module>[\w.]+):(?P<attr>\w+)(?:\[(?P<key>[\w-]+)\])?$")
 _P = "benchmarks.approx."
 
 APPROXIMATORS: dict[str, ApproxEntry] = {
@@ -73,12 +70,7 @@ def _entry(name: str) -> ApproxEntry:
 def get_approximator(name: str) -> Approximator:
     """The approximator called ``name``, importing its module (and so its PPL) now."""
     entry = _entry(name)
-    m = _TARGET.match(entry.target)
-    if m is None:
-        raise ValueError(f"APPROXIMATORS[{name!r}].target = {entry.target!r}: expected 'module:ATTR[key]'")
-    obj = getattr(importlib.import_module(m["module"]), m["attr"])
-    if m["key"] is not None:
-        obj = obj[m["key"]]
+    obj = load_target("APPROXIMATORS", name, entry.target)
     if not isinstance(obj, Approximator):
         raise TypeError(f"{entry.target} is a {type(obj).__name__}, not an Approximator (name, ppl, "
                         "availability, fit)")
@@ -88,13 +80,7 @@ def get_approximator(name: str) -> Approximator:
 def availability(name: str) -> str | None:
     """None when the method can run here, else one short line: why not, and how to fix it. Never
     raises for a known method: an import that fails (the library missing, or broken) is a reason."""
-    entry = _entry(name)
-    try:
-        return get_approximator(name).availability()
-    except ImportError as e:
-        return f"does not import ({_first_line(e)}): pip install 'eight-schools-ppl[{entry.extra}]'"
-    except Exception as e:  # noqa: BLE001 - a broken install is a reason, not a crash
-        return f"import failed: {type(e).__name__}: {_first_line(e)}"
+    return reason_unavailable(lambda: get_approximator(name), _entry(name).extra)
 
 
 def available_approximators() -> list[str]:
@@ -103,12 +89,4 @@ def available_approximators() -> list[str]:
 
 def approximator_version(name: str) -> str | None:
     """The installed version of the method's library, without importing it (None: not installed)."""
-    try:
-        return metadata.version(_entry(name).ppl)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+    return installed_version(_entry(name).ppl)

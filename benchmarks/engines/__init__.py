@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -19,7 +20,8 @@ from .base import Engine, EngineUnavailable, RunResult, Settings, SettingsError,
 
 __all__ = ["ENGINES", "EngineEntry", "KNOWN_BREAKS", "KnownBreak", "Engine", "EngineUnavailable", "RunResult",
            "Settings", "SettingsError", "Timings", "get_engine", "availability", "available_engines",
-           "engine_version", "known_break", "default_engines", "GROUPS", "check_capabilities"]
+           "engine_version", "known_break", "default_engines", "GROUPS", "check_capabilities", "load_target", "reason_unavailable",
+           "installed_version"]
 
 #: the engine groups (EngineEntry.group)
 GROUPS = ("main", "chains")
@@ -123,15 +125,40 @@ def _entry(name: str) -> EngineEntry:
     return ENGINES[name]
 
 
+def load_target(registry: str, name: str, target: str):
+    """The object a registry entry's ``target`` ("module:ATTR" or "module:ATTR[key]") names, importing its
+    module now; ``registry`` and ``name`` say where a malformed target stands. The engines' and the
+    approximators' registries (benchmarks.approx) both load through it."""
+    m = _TARGET.match(target)
+    if m is None:
+        raise ValueError(f"{registry}[{name!r}].target = {target!r}: expected 'module:ATTR' or 'module:ATTR[key]'")
+    obj = getattr(importlib.import_module(m["module"]), m["attr"])
+    return obj[m["key"]] if m["key"] is not None else obj
+
+
+def reason_unavailable(load: Callable[[], object], extra: str) -> str | None:
+    """``load().availability()``, where an import that fails (the PPL missing, or broken) is a reason
+    (one short line: why not, and how to fix it), never an exception."""
+    try:
+        return load().availability()
+    except ImportError as e:
+        return f"does not import ({_first_line(e)}): pip install 'eight-schools-ppl[{extra}]'"
+    except Exception as e:  # noqa: BLE001 - a broken install is a reason, not a crash
+        return f"import failed: {type(e).__name__}: {_first_line(e)}"
+
+
+def installed_version(distribution: str) -> str | None:
+    """The installed version of a PyPI distribution, from metadata, importing nothing (None: not installed)."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def get_engine(name: str) -> Engine:
     """The engine called ``name``, importing its module (and so its PPL) now."""
     entry = _entry(name)
-    m = _TARGET.match(entry.target)
-    if m is None:
-        raise ValueError(f"ENGINES[{name!r}].target = {entry.target!r}: expected 'module:ATTR' or 'module:ATTR[key]'")
-    obj = getattr(importlib.import_module(m["module"]), m["attr"])
-    if m["key"] is not None:
-        obj = obj[m["key"]]
+    obj = load_target("ENGINES", name, entry.target)
     if not isinstance(obj, Engine):
         raise TypeError(f"{entry.target} is a {type(obj).__name__}, not an Engine (name, ppl, availability, "
                         "run, log_density)")
@@ -143,13 +170,7 @@ def availability(name: str) -> str | None:
 
     Never raises for a known engine: an import that fails (the PPL missing, or broken) is a reason.
     """
-    entry = _entry(name)
-    try:
-        return get_engine(name).availability()
-    except ImportError as e:
-        return f"does not import ({_first_line(e)}): pip install 'eight-schools-ppl[{entry.extra}]'"
-    except Exception as e:  # noqa: BLE001 - a broken install is a reason, not a crash
-        return f"import failed: {type(e).__name__}: {_first_line(e)}"
+    return reason_unavailable(lambda: get_engine(name), _entry(name).extra)
 
 
 def available_engines() -> list[str]:
@@ -158,10 +179,7 @@ def available_engines() -> list[str]:
 
 def engine_version(name: str) -> str | None:
     """The installed version of the engine's PPL distribution, without importing it (None: not installed)."""
-    try:
-        return metadata.version(_entry(name).ppl)
-    except metadata.PackageNotFoundError:
-        return None
+    return installed_version(_entry(name).ppl)
 
 
 def known_break(engine: str, error_text: str) -> KnownBreak | None:

@@ -20,7 +20,7 @@ from models.errors import UsageError
 from models.problem import PARAMETERIZATIONS, Problem
 
 from ..approx import APPROXIMATORS, ApproxSettings
-from .spec import DIGEST_CHARS, data_for, prior_for
+from .spec import DIGEST_CHARS, _sigma_scale, data_for, prior_for
 
 __all__ = ["ApproxSpec", "approx_settings_from_wire"]
 
@@ -59,7 +59,7 @@ class ApproxSpec:
         data = data_for(self.data)
         return {"kind": "approx", "section": self.section, "engine": self.engine,
                 "parameterization": self.parameterization, "prior": prior_for(self.prior).to_dict(),
-                "data": {**data.to_dict(), "spec": self.data, "sigma_scale": float(getattr(data, "sigma_scale", 1.0) or 1.0)},
+                "data": {**data.to_dict(), "spec": self.data, "sigma_scale": _sigma_scale(data)},
                 "settings": self.settings.to_dict()}
 
     @property
