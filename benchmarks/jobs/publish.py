@@ -145,7 +145,11 @@ def _check_readme(readme: Path) -> None:
 
 
 def main(a: argparse.Namespace) -> int:
-    # validate, then act: every job, the folders and the README checked before anything is copied
+    # validate, then act: every job, the folders and the README checked before anything is copied;
+    # the job names first, as they need no folder (a clone has no results/runs until a job has run)
+    for job in a.jobs:
+        if job not in SNAPSHOTS:
+            raise UsageError(f"job = {job!r}: not a published snapshot; one of {', '.join(SNAPSHOTS)}")
     if not Path(a.runs).is_dir():
         raise UsageError(f"--runs = {str(a.runs)!r}: not a folder")
     check_output_folder(a.to, "--to")
