@@ -27,8 +27,11 @@ data's labels, ``theta[A]``). Command line: ``python -m reference -h`` (exit cod
 1 FAIL, 2 unusable input, 3 internal error); results on Rubin's data: ``reference.report.write_results``.
 """
 
-from .core import LEVELS, Reference, Summary, SummaryError, posterior
-from .grid import GridOptions
-from .marginal import PosteriorError
+from models.lazy import lazy_exports
+
+# loaded on first use, so that a light submodule (reference.limits) does not import NumPy and SciPy
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "LEVELS": "core", "Reference": "core", "Summary": "core", "SummaryError": "core", "posterior": "core",
+    "GridOptions": "grid", "PosteriorError": "marginal"})
 
 __all__ = ["LEVELS", "GridOptions", "PosteriorError", "Reference", "Summary", "SummaryError", "posterior"]

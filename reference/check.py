@@ -54,6 +54,7 @@ from scipy import special, stats
 from models.errors import UsageError
 
 from .core import Reference
+from .limits import MIN_DRAWS_PER_CHAIN
 
 __all__ = ["FUNCTIONAL_PROBS", "DEFAULT_ALPHA", "TAIL_PROBS", "TAIL_ALPHA_SHARE", "CheckInputError", "Check",
            "KSCheck", "Verdict", "quantities", "quantile_mcse", "bonferroni_threshold", "ks_check", "tail_checks",
@@ -75,8 +76,6 @@ TAIL_PROBS = (0.01, 0.025, 0.05, 0.1)
 #: the share of alpha spent on the lower-tail family (the rest goes to the functionals and the KS test);
 #: at 0.1 % (a share of 0.1) it still caught all 124 centred selection fits, 0.2 leaves a margin
 TAIL_ALPHA_SHARE = 0.2
-#: fewest draws per chain for which arviz-stats' ESS (and so an MCSE) is defined
-MIN_DRAWS_PER_CHAIN = 4
 
 
 class CheckInputError(UsageError):

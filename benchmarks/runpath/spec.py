@@ -25,7 +25,7 @@ from models.errors import UsageError
 from models.priors import MU_FAMILIES, TAU_FAMILIES, Dist
 from models.problem import PARAMETERIZATIONS, Problem
 from models.specs import resolve_data, resolve_prior
-from reference.check import MIN_DRAWS_PER_CHAIN
+from reference.limits import MIN_DRAWS_PER_CHAIN
 
 from ..engines import ENGINES, check_capabilities
 from ..engines.base import Settings, SettingsError
