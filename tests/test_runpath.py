@@ -67,6 +67,20 @@ def test_an_unavailable_engine_is_answered_once(tmp_path, fakes):
     assert [c[2] for c in calls(fakes) if c[0] == "fake-absent"] == ["availability"]
 
 
+def test_a_prepared_worker_asks_its_engines_before_it_is_ready(tmp_path, fakes):
+    """run_specs(prepare=True): the worker imports each engine's PPL (its availability) while it starts, so
+    that no run's time holds an import; a name it does not know is left to the run, which reports it."""
+    with ResultsStore.open(tmp_path / "run") as store, \
+            SerialExecutor(timeout_s=60.0, prepare=["fake-absent", "no-such-engine"]) as ex:
+        ex.worker._await_ready()
+        assert [c[2] for c in calls(fakes) if c[0] == "fake-absent"] == ["availability"]  # before any run
+        records = run_matrix(specs("fake-absent", seeds=(1, 2)) + specs("fake-ok", seeds=(1,)), store, ex,
+                             timeout_s=60.0)
+    assert [r["error_kind"] for r in records if r["engine"] == "fake-absent"] == ["unavailable"] * 2
+    assert [c[2] for c in calls(fakes) if c[0] == "fake-absent"] == ["availability"]  # asked once, not again
+    assert next(r for r in records if r["engine"] == "fake-ok")["error"] is None
+
+
 def test_a_known_upstream_break_is_answered_once_with_its_link(tmp_path, fakes):
     records = run(tmp_path, specs("fake-broken", seeds=(1, 2, 3)))
     assert {r["error_kind"] for r in records} == {"known-break"}

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +61,9 @@ def add_executor_options(p: argparse.ArgumentParser) -> None:
 
 
 def make_executor(a: RunOptions | argparse.Namespace, *, on_event: Callable[[dict], None] | None = None,
-                  env: dict | None = None, overrides: dict | None = None) -> Executor:
+                  env: dict | None = None, overrides: dict | None = None, prepare: Sequence[str] = ()) -> Executor:
+    """The executor ``a`` asks for. ``prepare``: engines whose PPLs this machine's worker imports while it
+    starts (Dask workers import on first use)."""
     timeout = None if a.timeout is None else check_timeout(a.timeout)
     workers, scheduler = getattr(a, "workers", None), getattr(a, "scheduler", None)
     if workers is not None and scheduler is not None:
@@ -69,7 +72,7 @@ def make_executor(a: RunOptions | argparse.Namespace, *, on_event: Callable[[dic
         return DaskExecutor(workers=None if workers is None else check_workers(workers),
                             scheduler=None if scheduler is None else check_scheduler(scheduler), timeout_s=timeout,
                             env=env, overrides=overrides)
-    return SerialExecutor(timeout_s=timeout, env=env, overrides=overrides, on_event=on_event)
+    return SerialExecutor(timeout_s=timeout, env=env, overrides=overrides, on_event=on_event, prepare=prepare)
 
 
 def last_measured(*folders: Path) -> str | None:
@@ -96,13 +99,23 @@ def plan_line(name: str, specs: list[RunSpec], run_dir: Path, executor: Executor
 
 def run_specs(name: str, specs: list[RunSpec], run_dir: Path, a: RunOptions | argparse.Namespace, *,
               env: dict | None = None, overrides: dict | None = None, fresh: bool = False,
-              finish: Callable[[ResultsStore, list[dict]], None] | None = None) -> list[dict]:
+              finish: Callable[[ResultsStore, list[dict]], None] | None = None, prepare: bool = False,
+              meanwhile: Callable[[], None] | None = None) -> list[dict]:
     """Start the executor, open the store (lock, path checks), print the plan, run, ``finish`` (still
     holding the lock), close. ``fresh`` clears a folder the suite made earlier for this job (a staging
     folder a killed run left) once the lock is held, unless --resume. The executor comes first: a
-    scheduler that cannot be reached (exit 2) leaves no results folder behind."""
+    scheduler that cannot be reached (exit 2) leaves no results folder behind.
+
+    ``prepare``: the worker imports the specs' PPLs while it starts, so no run's time holds an import.
+    ``meanwhile``: work of the client's own (e.g. the report's imports) run in a thread while the worker
+    starts, and finished before the first run is sent, so no timed run shares the machine with it."""
     progress = Progress(name)
-    executor = make_executor(a, env=env, overrides=overrides, on_event=lambda e: progress.say(f"  {e.get('message')}"))
+    engines = sorted({s.engine for s in specs if isinstance(s, RunSpec)}) if prepare else []
+    executor = make_executor(a, env=env, overrides=overrides, prepare=engines,
+                             on_event=lambda e: progress.say(f"  {e.get('message')}"))
+    side = threading.Thread(target=meanwhile, name="meanwhile", daemon=True) if meanwhile else None
+    if side is not None:
+        side.start()
     try:
         store = ResultsStore.open(run_dir, resume=a.resume or fresh, what=f"{name} results")
     except BaseException:
@@ -112,6 +125,8 @@ def run_specs(name: str, specs: list[RunSpec], run_dir: Path, a: RunOptions | ar
         if fresh and not a.resume:
             store.clear()
         progress.say(plan_line(name, specs, run_dir, executor))
+        if side is not None:
+            side.join()
         try:
             records = run_matrix(specs, store, executor, progress=progress, timeout_s=executor_timeout(a))
         finally:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from models.errors import UsageError
 
-from ..reporting.report import render
 from ..reporting.tables import format_table
+from ..reporting.warm import warm_up
 from ..runpath import check_run_id, point_latest, remove_created
 from ..runpath.progress import fmt_duration
 from .common import add_run_options, run_specs
@@ -60,11 +60,14 @@ def main(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
 
     def finish(store, records) -> None:  # still holding the staging folder's lock
+        from ..reporting.report import render  # imported by warm_up while the worker started
+
         render(staging)
         remove_created(final)
         os.replace(staging, final)  # the finished folder is swapped in whole, never half-written
 
-    records = run_specs("compare", specs, staging, a, fresh=True, finish=finish)
+    # the worker imports the PPLs and the client the report's modules at the same time, before the first run
+    records = run_specs("compare", specs, staging, a, fresh=True, finish=finish, prepare=True, meanwhile=warm_up)
     point_latest(results, final)
     wall = time.perf_counter() - t0
     print()

@@ -16,6 +16,7 @@ import re
 import textwrap
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import matplotlib
@@ -218,12 +219,21 @@ def _draws_path(run_dir: Path, rec: dict) -> Path:
     return run_dir / "draws" / f"{rec['key']}.nc"
 
 
+@lru_cache(maxsize=64)
+def _read(path: str, mtime_ns: int, size: int) -> xr.DataTree:
+    """One draws file in memory (file closed), read once for every figure that shows it; keyed on the
+    file's modification time and size as well as its name, so a rewritten file is read again."""
+    with xr.open_datatree(path) as dt:
+        return dt.load()
+
+
 def _saved(run_dir: Path, runs: list[dict]) -> list[tuple[dict, xr.DataTree]]:
     out = []
     for r in ok_runs(runs):
-        if r.get("key") and _draws_path(run_dir, r).exists():
-            with xr.open_datatree(_draws_path(run_dir, r)) as dt:  # read into memory, file closed
-                out.append((r, dt.load()))
+        path = _draws_path(run_dir, r) if r.get("key") else None
+        if path is not None and path.exists():
+            st = path.stat()
+            out.append((r, _read(str(path), st.st_mtime_ns, st.st_size)))
     return sorted(out, key=lambda p: p[0].get("seed") or 0)
 
 

@@ -23,7 +23,7 @@ from models.provenance import cpu_model
 from reference import posterior
 from reference.check import check
 
-from ..engines import availability, check_capabilities, get_engine, known_break
+from ..engines import ENGINES, availability, check_capabilities, get_engine, known_break
 from ..engines.base import REUSED
 from . import checker
 from .approx_execute import execute_approx
@@ -31,7 +31,7 @@ from .diagnose import diagnose
 from .record import derive_rates
 from .spec import problem_from_wire, settings_from_wire
 
-__all__ = ["execute", "machine_label"]
+__all__ = ["execute", "machine_label", "prepare"]
 
 #: per process: engine -> availability answer (each PPL is imported once, on its first run)
 _AVAILABLE: dict[str, str | None] = {}
@@ -55,6 +55,16 @@ def _base(wire: dict) -> dict:
     }
 
 
+def prepare(engines: list[str]) -> None:
+    """Import the PPLs of ``engines`` (each one's availability, as its first run would) while the worker
+    starts, before it answers 'ready': then no run's time holds an import, and the imports overlap the
+    client's own start-up instead of following it. Names the registry does not know are left to the run,
+    which reports them."""
+    for name in engines:
+        if name in ENGINES and name not in _AVAILABLE:
+            _AVAILABLE[name] = availability(name)
+
+
 def execute(wire: dict) -> dict:
     """Run one spec. Returns ``{"record": dict, "manifest": dict | None, "draws_nc": str | None}``
     (the draws as base64 NetCDF when the spec asks to keep them)."""
@@ -68,7 +78,7 @@ def execute(wire: dict) -> dict:
     problem = problem_from_wire(wire)
     settings = settings_from_wire(wire)
     t0 = time.perf_counter()
-    if engine_name not in _AVAILABLE:  # the first call imports the PPL: engine time, not harness
+    if engine_name not in _AVAILABLE:  # not prepared: the first call imports the PPL, in engine_call_s
         _AVAILABLE[engine_name] = availability(engine_name)
     reason = _AVAILABLE[engine_name]
     if reason is not None:

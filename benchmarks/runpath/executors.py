@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
 from .spec import RunSpec
@@ -46,10 +46,11 @@ class SerialExecutor:
     capacity = 1
 
     def __init__(self, *, timeout_s: float | None = 600.0, env: dict | None = None,
-                 overrides: dict | None = None, on_event: Callable[[dict], None] | None = None) -> None:
+                 overrides: dict | None = None, on_event: Callable[[dict], None] | None = None,
+                 prepare: Sequence[str] = ()) -> None:
         self.created = time.perf_counter()
         self.timeout_s = timeout_s
-        self.worker = Worker(env=env, overrides=overrides, on_event=on_event)
+        self.worker = Worker(env=env, overrides=overrides, on_event=on_event, prepare=prepare)
         self.worker.spawn()  # its imports overlap the client's set-up
         self._pending: deque[tuple[RunSpec, dict]] = deque()
 

@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import checker  # light: the check's modules load in its helper process, not on import
@@ -104,6 +104,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replies", type=int, required=True, help="fd the worker writes replies to")
     ap.add_argument("--parent", type=int, required=True)
     ap.add_argument("--overrides", default="{}")
+    ap.add_argument("--prepare", default="", help="comma-separated engines whose PPLs to import before 'ready'")
     a = ap.parse_args(argv)
     threading.Thread(target=_watchdog, args=(a.parent,), daemon=True).start()
     cpus = os.environ.get("EIGHT_SCHOOLS_CPUS")
@@ -138,8 +139,9 @@ def worker_main(argv: list[str] | None = None) -> int:
     # beside them; the worker is ready when both are (checker.py)
     helper = threading.Thread(target=checker.start, daemon=True)
     helper.start()
-    from .execute import execute
+    from .execute import execute, prepare
 
+    prepare([e for e in a.prepare.split(",") if e])  # the PPLs the client's runs will use, beside the helper
     helper.join()
     send({"ok": True, "ready": os.getpid()})
     for line in requests:  # end of file: the client is gone or done
@@ -179,8 +181,11 @@ class Worker:
     """One worker process, started on first use, replaced after a timeout or crash."""
 
     def __init__(self, *, env: dict[str, str] | None = None, overrides: dict | None = None,
-                 on_event: Callable[[dict], None] | None = None, log_dir: Path | None = None) -> None:
+                 on_event: Callable[[dict], None] | None = None, log_dir: Path | None = None,
+                 prepare: Sequence[str] = ()) -> None:
         self.env = env
+        #: engines whose PPLs the worker imports while it starts, before its first run (see ``prepare``)
+        self.prepare = tuple(prepare)
         self.overrides = overrides or {}
         self.on_event = on_event
         self.log_dir = Path(log_dir) if log_dir else Path(tempfile.gettempdir())
@@ -201,6 +206,8 @@ class Worker:
         env = {k: v for k, v in {**os.environ, **(self.env or {})}.items() if v != ""}
         cmd = [sys.executable, "-m", "benchmarks.runpath.worker", "--requests", str(req_r),
                "--replies", str(rep_w), "--parent", str(os.getpid()), "--overrides", json.dumps(self.overrides)]
+        if self.prepare:
+            cmd += ["--prepare", ",".join(self.prepare)]
         try:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, env=env,
                                          pass_fds=(req_r, rep_w), start_new_session=True)

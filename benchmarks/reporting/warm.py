@@ -1,0 +1,40 @@
+"""The report's one-off start-up costs, paid while the worker starts instead of after the last run.
+
+A job whose report draws figures (compare) calls :func:`warm_up` in a thread beside the worker's own
+start-up (``run_specs(meanwhile=...)``): it imports the report's modules (Matplotlib, the tables, the
+reference), turns arviz-base's lazy ``jax`` stub into the module (Matplotlib's array checks look it up
+and would otherwise import JAX inside the first figure), and draws one small figure in the report's
+style to a buffer, so fonts and the Agg machinery are loaded. It writes nothing; the report does the same
+work the same way without it, only later.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+
+__all__ = ["warm_up"]
+
+
+def warm_up() -> None:
+    """Import and initialise what :func:`benchmarks.reporting.report.render` needs; never raises (a
+    failure here shows again, with its reason, when the report is rendered)."""
+    try:
+        import matplotlib
+        from matplotlib.figure import Figure
+
+        from . import report  # noqa: F401 - the import is the work
+        from .figures import DPI, STYLE
+
+        jax = sys.modules.get("jax")
+        if jax is not None:
+            getattr(jax, "Array", None)  # a lazy stub loads here; a loaded module is unchanged
+        with matplotlib.rc_context(STYLE):
+            fig = Figure(figsize=(3, 2), layout="constrained")
+            ax = fig.subplots()
+            ax.plot([1, 10], [1, 100], marker="o", label="warm-up")
+            ax.set(xscale="log", yscale="log", xlabel="x", ylabel="y", title="warm-up")
+            ax.legend()
+            fig.savefig(io.BytesIO(), dpi=DPI, format="png")
+    except Exception:  # noqa: BLE001, S110 - an optimisation only: render reports any real failure
+        pass
