@@ -7,6 +7,7 @@ from conftest import require_engine
 
 from benchmarks.engines.base import Settings
 from benchmarks.jobs import tune as tuning
+from benchmarks.jobs import tune_chains
 from benchmarks.jobs.common import RunOptions
 from benchmarks.runpath.worker import _apply_overrides
 
@@ -76,3 +77,39 @@ def test_tune_on_a_local_cluster_runs_every_configuration_and_round_once(tmp_pat
     # 2 rounds x (one discarded warm run + 2 seeds) + the cold start, each engine call exactly once
     assert len(fakes.read_text().splitlines()) == 2 * (1 + 2) + 1
     assert "Timings from" not in (tmp_path / "TUNING.md").read_text()  # one machine: no caveat
+
+
+def _choice(label, rates, passes):
+    return {"label": label, "errors": [],
+            "runs": [{"ess_bulk_per_s_wall": r, "check_passed": p} for r, p in zip(rates, passes, strict=True)]}
+
+
+def test_a_many_chain_choice_counts_only_where_every_seed_passes_the_check():
+    """tune_chains: the best configuration is the fastest one that is right on every seed; the shipped
+    choice's verdict is best / shipped against the goal, and none where the shipped one is wrong."""
+    configs = [_choice("as shipped", [100, 110, 90], [True] * 3), _choice("faster, wrong once", [500, 500, 500],
+               [True, False, True]), _choice("faster", [115, 125, 120], [True] * 3)]
+    s = tune_chains.summarize_choices(configs)
+    assert s["best"] == "faster" and s["shipped_ratio"] == pytest.approx(1.2) and s["meets_goal"]
+    assert configs[1]["sound"] is False and configs[1]["median_ess_per_s"] == 500
+    s = tune_chains.summarize_choices([_choice("as shipped", [100] * 3, [True] * 3), _choice("b", [130] * 3, [True] * 3)])
+    assert s["shipped_ratio"] == pytest.approx(1.3) and not s["meets_goal"]
+    s = tune_chains.summarize_choices([_choice("as shipped", [200] * 3, [False] * 3), _choice("b", [130] * 3, [True] * 3)])
+    assert s["shipped_ratio"] is None and not s["meets_goal"] and s["best"] == "b"
+
+
+def test_the_many_chain_choices_run_through_the_run_path_with_their_settings(tmp_path, fakes, monkeypatch):
+    """Every choice of an engine: one discarded run, then one run per seed; a choice's settings reach the
+    run (its warmup here) and TUNING.md gets the section."""
+    monkeypatch.setitem(tune_chains.CHOICES, "fake-ok", [tune_chains.Choice("as shipped"),
+                                                         tune_chains.Choice("fewer warmup", settings={"warmup": 20})])
+    monkeypatch.setattr(tune_chains, "CHAINS", 2)
+    monkeypatch.setattr(tune_chains, "WARMUP", 40)
+    monkeypatch.setattr(tune_chains, "DRAWS", 200)
+    res = tuning.run_tuning(tmp_path, engines=["fake-ok"], seeds=2, rounds=1, cold=False, progress=lambda *_: None)
+    e = res["chains"]["engines"]["fake-ok"]
+    assert [len(c["runs"]) for c in e["configs"]] == [2, 2] and e["shipped_ratio"] is not None
+    assert res["engines"] == {}  # a many-chain engine's choices, not the configurations of tune.py
+    assert [[r["warmup"] for r in c["runs"]] for c in e["configs"]] == [[40, 40], [20, 20]]
+    assert len(fakes.read_text().splitlines()) == 2 * (1 + 2)  # two choices x (discarded + two seeds), once each
+    assert "## The many-chain samplers' choices" in (tmp_path / "TUNING.md").read_text()

@@ -43,6 +43,7 @@ from ..engines.base import Settings
 from ..runpath import ResultsStore, RunSpec, SerialExecutor, run_matrix
 from ..runpath.environment import environment, note_revision_drift
 from .common import RUNS, RunOptions, add_executor_options, make_executor
+from .tune_chains import CHOICES, render_chains_markdown, run_chain_tuning
 from .validate import check_count, check_output_folder
 
 __all__ = ["HELP", "configure", "main", "CANDIDATES", "Config", "summarize", "cold_env", "run_tuning", "tune_task"]
@@ -192,7 +193,10 @@ def _jobs(engines: list[str], rounds: int, seeds: list[int], settings: Settings,
 def run_tuning(outdir: Path, *, engines: list[str] | None = None, seeds: int = 3, rounds: int = 2,
                settings: Settings | None = None, cold: bool = True, progress=print,
                options: RunOptions | None = None) -> dict:
-    engines = engines or default_engines()
+    """Every engine's configurations (``CANDIDATES``); the many-chain samplers' choices (tune_chains)."""
+    engines = engines or [*default_engines(), *CHOICES]
+    chain_engines = [e for e in engines if e in CHOICES]
+    engines = [e for e in engines if e not in CHOICES]
     settings = settings or Settings()
     seed_list = list(range(1, seeds + 1))
     env = environment()
@@ -240,6 +244,12 @@ def run_tuning(outdir: Path, *, engines: list[str] | None = None, seeds: int = 3
         result["engines"][engine] = {"configs": collected, **summarize(collected)}
         if cold_out is not None:
             result["engines"][engine]["cold"] = {"error": cold_out["errors"][0]} if cold_out["errors"] else cold_out
+    if chain_engines:
+        with tempfile.TemporaryDirectory(prefix="eight-schools-tune-chains-") as tmp, \
+                ResultsStore.open(Path(tmp) / "runs", resume=False, what="tune runs") as store:
+            result["chains"] = run_chain_tuning(store, chain_engines, seeds=seeds, progress=progress,
+                                                options=RunOptions(timeout=None))
+        hosts = sorted(set(hosts) | {platform.node()})
     result["hosts"] = hosts
     result["environment"] = note_revision_drift(env)
     write_json(outdir / "tuning.json", result)
@@ -304,7 +314,10 @@ def render_markdown(r: dict) -> str:
                 run = c["runs"][0]
                 lines.append(f"| {engine} | {run['compile_s']:.2f} | {_fmt(warm, '.2f')} | "
                              f"{'yes' if run.get('compile_cached') else 'no'} |")
-    lines += ["", *verdicts, "", "Environment: see `tuning.json`.", ""]
+    lines += ["", *verdicts]
+    if r.get("chains"):
+        lines += render_chains_markdown(r["chains"])
+    lines += ["", "Environment: see `tuning.json`.", ""]
     return "\n".join(lines)
 
 
@@ -314,7 +327,8 @@ MAX_ROUNDS = 100
 
 def configure(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--out", type=Path, default=RUNS / "tuning", help="output folder")
-    ap.add_argument("--engines", help="comma-separated (default: every engine)")
+    ap.add_argument("--engines", help="comma-separated (default: the main engines' configurations and the "
+                    "many-chain samplers' choices)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-start run of each engine")

@@ -1,0 +1,184 @@
+"""The many-chain samplers' own choices, measured (``nox -s tune``, beside the engines' configurations).
+
+Where BlackJAX offers a tuned default the engine uses it and records it in its manifest (MEADS's
+``num_folds`` = 4, the unadjusted MCLMC tuner's energy-variance target). Where it needs a choice, the
+choice is measured here, each against its alternatives, on the chains job's problem: Rubin's data,
+default prior, non-centred, ``CHAINS`` chains x (``WARMUP`` warmup + ``DRAWS`` draws), seeds 1..n:
+
+- ChEES: Adam's learning rate on the log trajectory length (BlackJAX takes an optimizer and has no
+  default), the metric (BlackJAX's identity default or its ensemble-estimated diagonal), and the number
+  of warmup (tuning) steps;
+- MEADS and adjusted MCLMC: the number of warmup steps; adjusted MCLMC also its target acceptance rate
+  (``adjusted_mclmc_find_L_and_step_size`` has no default ``target``).
+
+Unadjusted MCLMC's one choice, its step size, biases it by design: chains job's step-size table
+(results/chains/CHAINS.md) measures that, not this.
+
+The measure is the chains job's: bulk ESS per second of warmup + draws (``ess_bulk_per_s_wall``), median
+over seeds, and every seed must pass the reference check (a faster configuration whose answers are
+wrong is no choice). Every configuration runs in one worker (the choices are run settings, not module
+state), one discarded run first (its compile), then one round per seed over every configuration, the
+order reversed every other round, so drift of the machine favours none. Goal: the shipped choice within ``GOAL_RATIO`` of the
+best configuration that passes on every seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..engines.base import Settings
+from ..runpath import ResultsStore, RunSpec, run_matrix
+from .common import RunOptions, make_executor
+
+__all__ = ["CHOICES", "CHAINS", "WARMUP", "DRAWS", "Choice", "summarize_choices", "run_chain_tuning",
+           "render_chains_markdown"]
+
+#: the chains job's own setting (benchmarks/configs/chains.toml): 1024 chains x (300 + 100)
+CHAINS, WARMUP, DRAWS = 1024, 300, 100
+#: seed of the discarded warm-up run of each configuration (its compile); the timed runs use 1..n
+WARM_SEED = 1000
+#: the shipped choice's ESS/s within this factor of the best passing configuration's (tune.GOAL_RATIO)
+GOAL_RATIO = 1.2
+
+
+@dataclass(frozen=True)
+class Choice:
+    label: str
+    options: dict = field(default_factory=dict)
+    #: run settings changed (the number of warmup steps)
+    settings: dict = field(default_factory=dict)
+
+
+#: per engine: what it ships with first, then the alternatives measured
+CHOICES: dict[str, list[Choice]] = {
+    "blackjax-chees": [
+        Choice("as shipped: Adam 0.025, diagonal metric, 300 warmup steps"),
+        Choice("Adam learning rate 0.0125", {"learning_rate": 0.0125}),
+        Choice("Adam learning rate 0.05", {"learning_rate": 0.05}),
+        Choice("Adam learning rate 0.1", {"learning_rate": 0.1}),
+        Choice("identity metric (BlackJAX's default)", {"mass_matrix": "identity"}),
+        Choice("150 warmup steps", settings={"warmup": 150}),
+        Choice("600 warmup steps", settings={"warmup": 600}),
+    ],
+    "blackjax-meads": [
+        Choice("as shipped: BlackJAX's 4 folds, 300 warmup steps"),
+        Choice("150 warmup steps", settings={"warmup": 150}),
+        Choice("600 warmup steps", settings={"warmup": 600}),
+    ],
+    "blackjax-mclmc-adjusted": [
+        Choice("as shipped: target acceptance 0.9, 300 warmup steps"),
+        Choice("target acceptance 0.65", {"target_acceptance_rate": 0.65}),
+        Choice("target acceptance 0.8", {"target_acceptance_rate": 0.8}),
+        Choice("150 warmup steps", settings={"warmup": 150}),
+        Choice("600 warmup steps", settings={"warmup": 600}),
+    ],
+}
+
+
+def _settings(choice: Choice, seed: int) -> Settings:
+    base = {"chains": CHAINS, "warmup": WARMUP, "draws": DRAWS, **choice.settings}
+    return Settings(**base, seed=seed, options=choice.options)
+
+
+def _specs(engine: str, seeds: list[int]) -> list[tuple[int, RunSpec]]:
+    """(choice index, spec): each choice's discarded warm-up run, then one round per seed over every
+    choice, the choices' order reversed every other round."""
+    choices = CHOICES[engine]
+    out = [(i, RunSpec(engine=engine, parameterization="noncentered", settings=_settings(c, WARM_SEED),
+                       section=f"tune-chains-{engine}-c{i}")) for i, c in enumerate(choices)]
+    for r, s in enumerate(seeds):
+        for i in (range(len(choices)) if r % 2 == 0 else reversed(range(len(choices)))):
+            out.append((i, RunSpec(engine=engine, parameterization="noncentered", settings=_settings(choices[i], s),
+                                   section=f"tune-chains-{engine}-c{i}")))
+    return out
+
+
+def summarize_choices(configs: list[dict], goal: float = GOAL_RATIO) -> dict:
+    """Each configuration's median ESS/s and its passes; the best configuration that passes on every seed;
+    the shipped one's (``configs[0]``) ratio best / shipped and the goal's verdict."""
+    for c in configs:
+        rates = [r["ess_bulk_per_s_wall"] for r in c["runs"] if r.get("ess_bulk_per_s_wall")]
+        c["median_ess_per_s"] = float(np.median(rates)) if rates else None
+        c["passed"] = sum(1 for r in c["runs"] if r.get("check_passed"))
+        c["sound"] = bool(c["runs"]) and c["passed"] == len(c["runs"]) and not c["errors"]
+    sound = [c for c in configs if c["sound"] and c["median_ess_per_s"]]
+    best = max(sound, key=lambda c: c["median_ess_per_s"]) if sound else None
+    for c in configs:
+        c["best_over_this"] = (best["median_ess_per_s"] / c["median_ess_per_s"]
+                               if best and c["median_ess_per_s"] else None)
+    shipped = configs[0] if configs else None
+    ratio = shipped["best_over_this"] if shipped and shipped["sound"] else None
+    return {"best": best["label"] if best else None, "shipped_ratio": ratio,
+            "meets_goal": ratio is not None and ratio <= goal}
+
+
+def run_chain_tuning(store: ResultsStore, engines: list[str], *, seeds: int = 3,
+                     options: RunOptions | None = None, progress=print) -> dict:
+    """Every choice of every engine in ``engines`` (those in :data:`CHOICES`) on this machine's worker."""
+    seed_list = list(range(1, seeds + 1))
+    out: dict = {"problem": "rubin, default prior, noncentered", "chains": CHAINS, "warmup": WARMUP, "draws": DRAWS,
+                 "seeds": seed_list, "goal_ratio": GOAL_RATIO,
+                 "measure": "min bulk ESS / wall time of warmup + draws (ess_bulk_per_s_wall), median over seeds; "
+                            "a configuration counts only if every seed passes the reference check",
+                 "engines": {}}
+    for engine in [e for e in engines if e in CHOICES]:
+        pairs = _specs(engine, seed_list)
+        index = {sp.key: i for i, sp in pairs}
+        configs = [{**dataclasses.asdict(c), "runs": [], "errors": []} for c in CHOICES[engine]]
+
+        def collect(rec: dict, manifest: dict | None, configs=configs, index=index) -> None:
+            c = configs[index[rec["key"]]]
+            if rec.get("error"):
+                c["errors"].append(rec["error"][:300])
+            elif rec["seed"] != WARM_SEED:
+                c["runs"].append({k: rec.get(k) for k in ("seed", "warmup", "ess_bulk_per_s_wall", "min_ess_bulk", "inference_s",
+                                                          "ess_bulk_per_grad", "check_passed", "check_max_abs_z",
+                                                          "max_rhat", "divergences")})
+
+        executor = make_executor(options or RunOptions(timeout=None), prepare=[engine])
+        try:
+            progress(f"tune {engine}: {len(CHOICES[engine])} choices x {seeds} seeds at {CHAINS} chains x "
+                     f"({WARMUP} + {DRAWS}), {executor.describe()}")
+            run_matrix([sp for _, sp in pairs], store, executor, on_record=collect)
+        finally:
+            executor.close()
+        out["engines"][engine] = {"configs": configs, **summarize_choices(configs)}
+        for c in configs:
+            progress(f"tune {engine}: {c['label']}: " + (f"{c['median_ess_per_s']:.0f} bulk ESS/s, "
+                     f"{c['passed']}/{len(c['runs'])} pass" if c["median_ess_per_s"] else
+                     "; ".join(dict.fromkeys(c["errors"])) or "no runs"))
+    return out
+
+
+def _fmt(v, spec: str) -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def render_chains_markdown(r: dict) -> list[str]:
+    lines = ["", "## The many-chain samplers' choices", "",
+             f"Problem: {r['problem']}, {r['chains']} chains × ({r['warmup']} warmup + {r['draws']} draws) unless a "
+             f"row changes the warmup, seeds {r['seeds']}. Measure: {r['measure']}. Goal: the shipped choice within "
+             f"{r['goal_ratio']:g}× of the best configuration that passes on every seed (benchmarks/jobs/tune_chains.py "
+             "says which choices BlackJAX leaves to the user).", "",
+             "| engine | configuration | bulk ESS/s, median | ESS per gradient, median | passes | max \\|z\\| | best / this |",
+             "|---|---|---|---|---|---|---|"]
+    verdicts = []
+    for engine, e in r["engines"].items():
+        for c in e["configs"]:
+            per_grad = [x["ess_bulk_per_grad"] for x in c["runs"] if x.get("ess_bulk_per_grad")]
+            z = [x["check_max_abs_z"] for x in c["runs"] if x.get("check_max_abs_z") is not None]
+            ess = (f"{c['median_ess_per_s']:.0f}" if c["median_ess_per_s"] else
+                   "failed: " + "; ".join(dict.fromkeys(c["errors"]))[:100])
+            lines.append(f"| {engine} | {c['label']} | {ess} | {_fmt(float(np.median(per_grad)) if per_grad else None, '.4f')} "
+                         f"| {c['passed']}/{len(c['runs'])} | {_fmt(max(z) if z else None, '.1f')} | "
+                         f"{_fmt(c['best_over_this'], '.2f')} |")
+        if e["shipped_ratio"] is None:
+            verdicts.append(f"- **{engine}**: the shipped choice did not pass on every seed (or did not run); "
+                            f"best passing: {e['best'] or 'none'}.")
+        else:
+            verdicts.append(f"- **{engine}**: best / shipped = {e['shipped_ratio']:.2f} (best: {e['best']}) → "
+                            + ("meets" if e["meets_goal"] else "**misses**") + f" the {r['goal_ratio']:g}× goal.")
+    return [*lines, "", *verdicts]
