@@ -21,6 +21,11 @@ TARGET_DROP = 0.25
 TARGET_RATE = 2.0
 #: wall-time budget of the ci configuration's gate on this project's 2 cores (issue 14)
 TIME_BUDGET_S = 300.0
+#: replicates at the gate's operating points (the configuration's own seeds and the highlighted ones) are
+#: this many times --replicates: their false-alarm rates decide a ⚠️ (a Clopper-Pearson interval wholly
+#: above alpha), and at 1000 one resampling stream of the same pool ranged 1.1-3.4 % for the pystan
+#: centred gate's "any check" (six streams, 2026-12-04), so one stream could flag a rate near 2 %
+OPERATING_POINT_FACTOR = 10
 
 
 def _log_sd(runs: list[PoolRun]) -> float | None:
@@ -111,8 +116,8 @@ def analyse_pool(pool: Pool, levels: Levels, ns: list[int], *, replicates: int, 
         by_n = {}
         for n in usable:  # one stream per (group, n), so adding a group or an n leaves the others' numbers alone
             rng = np.random.default_rng([seed, i, n])
-            by_n[n] = estimate(runs, n, levels, replicates=replicates, rng=rng, check_alpha=check_alpha,
-                               alpha=alpha)
+            reps = replicates * OPERATING_POINT_FACTOR if n == current_n or n in highlight else replicates
+            by_n[n] = estimate(runs, n, levels, replicates=reps, rng=rng, check_alpha=check_alpha, alpha=alpha)
         groups[key] = {"summary": summaries[key], "errors": pool.errors.get(key, []), "by_n": by_n,
                        "requirement": requirement(by_n, summaries[key], alpha=alpha)}
     needs = [g["requirement"][kind]["n"] for g in groups.values() for kind in ("ess_drop", "divergence_rise")]

@@ -31,7 +31,7 @@ from ..common import RunOptions, add_run_options
 from ..regress.config import load_config
 from ..regress.measure import machine
 from ..regress.thresholds import ALPHA, REPORTED_POWER, thresholds
-from .analyse import TARGET_DROP, TARGET_RATE, TIME_BUDGET_S, analyse_pool
+from .analyse import OPERATING_POINT_FACTOR, TARGET_DROP, TARGET_RATE, TIME_BUDGET_S, analyse_pool
 from .pool import run_pool, settings_tag
 from .report import draw_figure, markdown
 from .resample import Levels
@@ -192,7 +192,8 @@ def main(a: argparse.Namespace) -> int:
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "config": config.to_dict(), "alpha": ALPHA, "check_alpha": DEFAULT_ALPHA, "power": REPORTED_POWER,
         "targets": {"ess_drop": TARGET_DROP, "divergence_rate": TARGET_RATE, "time_budget_s": TIME_BUDGET_S},
-        "levels": dataclasses.asdict(LEVELS), "replicates": a.replicates, "resampling_seed": a.seed,
+        "levels": dataclasses.asdict(LEVELS), "replicates": a.replicates,
+        "operating_point_replicates": a.replicates * OPERATING_POINT_FACTOR, "resampling_seed": a.seed,
         "thresholds": thresholds(), "machine": machine(), "packages": environment()["packages"],
         "variants": docs, "measured_baseline": measured_baseline(Path(a.results), config),
     }

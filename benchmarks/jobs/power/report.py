@@ -268,8 +268,10 @@ def markdown(power: dict) -> str:
     lines = [f"# The regression gate's power (config `{cfg['name']}`)", "",
              f"Measured {power['created']} on {m.get('cpu')} ({m.get('cores')} cores); {versions}. "
              f"Each check's false-alarm rate α = {power['alpha']:g}; power target {_pct(power['power'])}; "
-             f"{power['replicates']} resampling replicates per engine × parameterisation and number of seeds "
-             f"(seed {power['resampling_seed']}).", ""]
+             f"{power['replicates']} resampling replicates per engine × parameterisation and number of seeds"
+             + (f", {power['operating_point_replicates']} at the configuration's own number of seeds and the "
+                "highlighted ones, whose false-alarm rates decide a ⚠️" if power.get("operating_point_replicates")
+                else "") + f" (seed {power['resampling_seed']}).", ""]
     loads = [f"{v['tag']}: {v['load_1min'][0]:.1f} → {v['load_1min'][1]:.1f}" for v in power["variants"]
              if v.get("load_1min")]
     if loads:
