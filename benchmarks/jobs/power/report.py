@@ -62,6 +62,8 @@ def _settings_text(s: dict) -> str:
 def _bias_bound(g: dict, n: int) -> str:
     """The bias cell where 2n exceeds the seeds whose draws were kept: the smallest shift caught at the
     largest n that was measured, an upper bound for n (the verdict test's power grows with the seeds)."""
+    if g.get("summary", {}).get("reference_pass_rate") == 0:
+        return "n/a (the check fails every seed of the pool: no pass rate left to drop)"
     measured = [(m, r["bias"]) for m, r in sorted(_by_n(g).items())
                 if m < n and r["bias"]["power"] is not None and r["bias"]["mean_at_risk"]]
     if not measured or measured[-1][1]["delta80"] is None:
