@@ -63,6 +63,11 @@ def _behave(what: str, name: str, problem, settings) -> RunResult:
         return exact_result(problem, settings, name)
     if what == "biased":  # exact draws moved far off the posterior: the reference check FAILs
         return exact_result(problem, settings, name, shift=BIAS)
+    if what == "zero-tau":  # a sampler whose log tau ran off to -inf: tau = exp(-inf) = 0, unusable draws
+        result = exact_result(problem, settings, name)
+        post = result.draws["posterior"]
+        post["tau"] = post["tau"].copy(data=post["tau"].values * 0.0)
+        return result
     if what == "raise":
         raise RuntimeError("engine exploded")
     if what == "known-break":
@@ -117,10 +122,11 @@ EXIT = FakeEngine("fake-exit", "exit")
 KILL = FakeEngine("fake-kill", "kill")
 SCRIPT = FakeEngine("fake-script", "script")
 BIASED = FakeEngine("fake-biased", "biased")
+ZERO_TAU = FakeEngine("fake-zero-tau", "zero-tau")
 ABSENT = FakeEngine("fake-absent", "ok", unavailable="fake PPL is not installed here")
 
 _BY_VAR = {"OK": OK, "SLOW": SLOW, "RAISE": RAISE, "BROKEN": BROKEN, "HANG": HANG, "CHILD_HANG": CHILD_HANG,
            "EXIT": EXIT, "KILL": KILL, "SCRIPT": SCRIPT, "ABSENT": ABSENT,
-           "BIASED": BIASED}
+           "BIASED": BIASED, "ZERO_TAU": ZERO_TAU}
 #: the value of EIGHT_SCHOOLS_EXTRA_ENGINES that registers every fake engine
 REGISTRY_ENV = ",".join(f"{e.name}=fake_engines:{var}" for var, e in _BY_VAR.items())

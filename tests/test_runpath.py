@@ -58,6 +58,16 @@ def test_an_engine_that_raises_is_a_row_and_the_matrix_goes_on(tmp_path, fakes):
     assert sum(1 for c in calls(fakes) if c[0] == "fake-ok") == 2
 
 
+def test_draws_the_check_cannot_use_are_a_row_and_the_matrix_goes_on(tmp_path, fakes):
+    """An engine whose draws the check refuses (tau <= 0: a chain's log tau ran off to -inf) failed, like
+    one that raised: a record naming why, in the same worker, and the next run goes on."""
+    records = run(tmp_path, specs("fake-zero-tau", seeds=(1,)) + specs("fake-ok", seeds=(1,)))
+    bad, ok = (next(r for r in records if r["engine"] == e) for e in ("fake-zero-tau", "fake-ok"))
+    assert bad["error_kind"] == "error" and bad["error"].startswith("unusable draws: ") and "tau" in bad["error"]
+    assert bad["check_passed"] is None and ok["error"] is None and ok["check_passed"] is True
+    assert len({line[3] for line in calls(fakes)}) == 1  # the worker lived on
+
+
 def test_an_unavailable_engine_is_answered_once(tmp_path, fakes):
     records = run(tmp_path, specs("fake-absent", seeds=(1, 2, 3)) + specs("fake-ok", seeds=(1,)))
     absent = [r for r in records if r["engine"] == "fake-absent"]

@@ -21,7 +21,7 @@ import xarray as xr
 
 from models.provenance import cpu_model
 from reference import posterior
-from reference.check import check
+from reference.check import CheckInputError, check
 
 from ..engines import ENGINES, availability, check_capabilities, get_engine, known_break
 from ..engines.base import REUSED
@@ -104,25 +104,38 @@ def execute(wire: dict) -> dict:
                compile_cached=t.compile_cached,
                compile_reused=bool(m.get("compile_reused", m.get("program") == REUSED)),
                warmup_s=t.warmup_s, sampling_s=t.sampling_s, inference_s=t.inference_s, total_s=t.total_s)
+    try:
+        checks = _diagnose_and_check(rec, problem, settings, result.draws, wire)
+    except CheckInputError as e:  # the engine returned draws the check cannot use: its failure, a record
+        rec.update(error=f"unusable draws: {e}"[:2000], error_kind="error",
+                   traceback=traceback.format_exc()[-4000:])
+        return {"record": rec, "manifest": m, "draws_nc": None}
+    derive_rates(rec)
+    draws_nc = _netcdf_b64(result.draws) if wire.get("save_draws") else None
+    return {"record": rec, "manifest": m, "draws_nc": draws_nc, "checks": checks}
+
+
+def _diagnose_and_check(rec: dict, problem, settings, draws, wire: dict) -> list | None:
+    """The diagnostics and the reference check of one run's draws, into ``rec``; the check's z-scores when
+    the spec keeps them. Raises CheckInputError for draws the check cannot use (e.g. tau <= 0)."""
     # the check in the worker's helper process, beside the diagnostics (checker.py), else here
-    pending = checker.submit(problem.data, problem.prior, result.draws)
+    pending = checker.submit(problem.data, problem.prior, draws)
     t1 = time.perf_counter()
-    rec.update(diagnose(result.draws, settings.max_treedepth)._asdict())
-    rec["diagnostics_s"] = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    verdict = checker.result(pending)
+    try:
+        rec.update(diagnose(draws, settings.max_treedepth)._asdict())
+    finally:
+        rec["diagnostics_s"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        verdict = checker.result(pending)  # collected even when the diagnostics failed: the helper stays free
     if verdict is None:
-        verdict = check(result.draws, posterior(problem.data, problem.prior))
+        verdict = check(draws, posterior(problem.data, problem.prior))
     rec.update(check_passed=bool(verdict.passed), check_max_abs_z=float(verdict.max_abs_z),
                check_failed=";".join(verdict.failed[:8]))
     tau_mean = next((c for c in verdict.checks if c.quantity == "tau" and c.functional == "mean"), None)
     if tau_mean is not None:
         rec.update(tau_mean_error=float(tau_mean.estimate - tau_mean.exact), tau_mean_z=float(tau_mean.z))
     rec["check_s"] = time.perf_counter() - t2  # what the check added after the diagnostics
-    derive_rates(rec)
-    draws_nc = _netcdf_b64(result.draws) if wire.get("save_draws") else None
-    checks = verdict.to_json() if wire.get("keep_checks") else None
-    return {"record": rec, "manifest": m, "draws_nc": draws_nc, "checks": checks}
+    return verdict.to_json() if wire.get("keep_checks") else None
 
 
 def _netcdf_b64(tree) -> str:
