@@ -131,8 +131,8 @@ def run_chain_tuning(store: ResultsStore, engines: list[str], *, seeds: int = 3,
 
         def collect(rec: dict, manifest: dict | None, configs=configs, index=index) -> None:
             c = configs[index[rec["key"]]]
-            if rec.get("error"):
-                c["errors"].append(rec["error"][:300])
+            if rec.get("error"):  # the discarded run's too: a configuration that fails on any seed is no choice
+                c["errors"].append(f"seed {rec['seed']}: {rec['error'][:300]}")
             elif rec["seed"] != WARM_SEED:
                 c["runs"].append({k: rec.get(k) for k in ("seed", "warmup", "ess_bulk_per_s_wall", "min_ess_bulk", "inference_s",
                                                           "ess_bulk_per_grad", "check_passed", "check_max_abs_z",
@@ -173,11 +173,12 @@ def render_chains_markdown(r: dict) -> list[str]:
             ess = (f"{c['median_ess_per_s']:.0f}" if c["median_ess_per_s"] else
                    "failed: " + "; ".join(dict.fromkeys(c["errors"]))[:100])
             lines.append(f"| {engine} | {c['label']} | {ess} | {_fmt(float(np.median(per_grad)) if per_grad else None, '.4f')} "
-                         f"| {c['passed']}/{len(c['runs'])} | {_fmt(max(z) if z else None, '.1f')} | "
+                         f"| {c['passed']}/{len(c['runs'])}" + "".join(f"; failed, {x[:80]}" for x in dict.fromkeys(c["errors"]))
+                         + f" | {_fmt(max(z) if z else None, '.1f')} | "
                          f"{_fmt(c['best_over_this'], '.2f')} |")
         if e["shipped_ratio"] is None:
-            verdicts.append(f"- **{engine}**: the shipped choice did not pass on every seed (or did not run); "
-                            f"best passing: {e['best'] or 'none'}.")
+            verdicts.append(f"- **{engine}**: the shipped choice failed or did not pass on some seed (the discarded "
+                            f"run's included); best that passed everywhere: {e['best'] or 'none'}.")
         else:
             verdicts.append(f"- **{engine}**: best / shipped = {e['shipped_ratio']:.2f} (best: {e['best']}) → "
                             + ("meets" if e["meets_goal"] else "**misses**") + f" the {r['goal_ratio']:g}× goal.")
