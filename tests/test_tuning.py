@@ -89,12 +89,12 @@ def test_a_many_chain_choice_counts_only_where_every_seed_passes_the_check():
     choice's verdict is best / shipped against the goal, and none where the shipped one is wrong."""
     configs = [_choice("as shipped", [100, 110, 90], [True] * 3), _choice("faster, wrong once", [500, 500, 500],
                [True, False, True]), _choice("faster", [115, 125, 120], [True] * 3)]
-    s = tune_chains.summarize_choices(configs)
+    s = tune_chains.summarize_choices(configs, tuning.GOAL_RATIO)
     assert s["best"] == "faster" and s["shipped_ratio"] == pytest.approx(1.2) and s["meets_goal"]
     assert configs[1]["sound"] is False and configs[1]["median_ess_per_s"] == 500
-    s = tune_chains.summarize_choices([_choice("as shipped", [100] * 3, [True] * 3), _choice("b", [130] * 3, [True] * 3)])
+    s = tune_chains.summarize_choices([_choice("as shipped", [100] * 3, [True] * 3), _choice("b", [130] * 3, [True] * 3)], tuning.GOAL_RATIO)
     assert s["shipped_ratio"] == pytest.approx(1.3) and not s["meets_goal"]
-    s = tune_chains.summarize_choices([_choice("as shipped", [200] * 3, [False] * 3), _choice("b", [130] * 3, [True] * 3)])
+    s = tune_chains.summarize_choices([_choice("as shipped", [200] * 3, [False] * 3), _choice("b", [130] * 3, [True] * 3)], tuning.GOAL_RATIO)
     assert s["shipped_ratio"] is None and not s["meets_goal"] and s["best"] == "b"
 
 

@@ -247,7 +247,8 @@ def run_tuning(outdir: Path, *, engines: list[str] | None = None, seeds: int = 3
     if chain_engines:
         with tempfile.TemporaryDirectory(prefix="eight-schools-tune-chains-") as tmp, \
                 ResultsStore.open(Path(tmp) / "runs", resume=False, what="tune runs") as store:
-            result["chains"] = run_chain_tuning(store, chain_engines, seeds=seeds, progress=progress,
+            result["chains"] = run_chain_tuning(store, chain_engines, goal_ratio=GOAL_RATIO, warm_seed=WARM_SEED,
+                                                seeds=seeds, progress=progress,
                                                 options=RunOptions(timeout=None))
         hosts = sorted(set(hosts) | {platform.node()})
     result["hosts"] = hosts

@@ -18,7 +18,7 @@ The measure is the chains job's: bulk ESS per second of warmup + draws (``ess_bu
 over seeds, and every seed must pass the reference check (a faster configuration whose answers are
 wrong is no choice). Every configuration runs in one worker (the choices are run settings, not module
 state), one discarded run first (its compile), then one round per seed over every configuration, the
-order reversed every other round, so drift of the machine favours none. Goal: the shipped choice within ``GOAL_RATIO`` of the
+order reversed every other round, so drift of the machine favours none. Goal: the shipped choice within tune's ``GOAL_RATIO`` of the
 best configuration that passes on every seed.
 """
 
@@ -38,10 +38,6 @@ __all__ = ["CHOICES", "CHAINS", "WARMUP", "DRAWS", "Choice", "summarize_choices"
 
 #: the chains job's own setting (benchmarks/configs/chains.toml): 1024 chains x (300 + 100)
 CHAINS, WARMUP, DRAWS = 1024, 300, 100
-#: seed of the discarded warm-up run of each configuration (its compile); the timed runs use 1..n
-WARM_SEED = 1000
-#: the shipped choice's ESS/s within this factor of the best passing configuration's (tune.GOAL_RATIO)
-GOAL_RATIO = 1.2
 
 
 @dataclass(frozen=True)
@@ -83,11 +79,11 @@ def _settings(choice: Choice, seed: int) -> Settings:
     return Settings(**base, seed=seed, options=choice.options)
 
 
-def _specs(engine: str, seeds: list[int]) -> list[tuple[int, RunSpec]]:
-    """(choice index, spec): each choice's discarded warm-up run, then one round per seed over every
-    choice, the choices' order reversed every other round."""
+def _specs(engine: str, seeds: list[int], warm_seed: int) -> list[tuple[int, RunSpec]]:
+    """(choice index, spec): each choice's discarded warm-up run (``warm_seed``: its compile), then one
+    round per seed over every choice, the choices' order reversed every other round."""
     choices = CHOICES[engine]
-    out = [(i, RunSpec(engine=engine, parameterization="noncentered", settings=_settings(c, WARM_SEED),
+    out = [(i, RunSpec(engine=engine, parameterization="noncentered", settings=_settings(c, warm_seed),
                        section=f"tune-chains-{engine}-c{i}")) for i, c in enumerate(choices)]
     for r, s in enumerate(seeds):
         for i in (range(len(choices)) if r % 2 == 0 else reversed(range(len(choices)))):
@@ -96,7 +92,7 @@ def _specs(engine: str, seeds: list[int]) -> list[tuple[int, RunSpec]]:
     return out
 
 
-def summarize_choices(configs: list[dict], goal: float = GOAL_RATIO) -> dict:
+def summarize_choices(configs: list[dict], goal: float) -> dict:
     """Each configuration's median ESS/s and its passes; the best configuration that passes on every seed;
     the shipped one's (``configs[0]``) ratio best / shipped and the goal's verdict."""
     for c in configs:
@@ -115,17 +111,18 @@ def summarize_choices(configs: list[dict], goal: float = GOAL_RATIO) -> dict:
             "meets_goal": ratio is not None and ratio <= goal}
 
 
-def run_chain_tuning(store: ResultsStore, engines: list[str], *, seeds: int = 3,
+def run_chain_tuning(store: ResultsStore, engines: list[str], *, goal_ratio: float, warm_seed: int, seeds: int = 3,
                      options: RunOptions | None = None, progress=print) -> dict:
-    """Every choice of every engine in ``engines`` (those in :data:`CHOICES`) on this machine's worker."""
+    """Every choice of every engine in ``engines`` (those in :data:`CHOICES`) on this machine's worker;
+    ``goal_ratio`` and ``warm_seed`` are tune's (one goal and one discarded seed for the whole job)."""
     seed_list = list(range(1, seeds + 1))
     out: dict = {"problem": "rubin, default prior, noncentered", "chains": CHAINS, "warmup": WARMUP, "draws": DRAWS,
-                 "seeds": seed_list, "goal_ratio": GOAL_RATIO,
+                 "seeds": seed_list, "goal_ratio": goal_ratio,
                  "measure": "min bulk ESS / wall time of warmup + draws (ess_bulk_per_s_wall), median over seeds; "
                             "a configuration counts only if every seed passes the reference check",
                  "engines": {}}
     for engine in [e for e in engines if e in CHOICES]:
-        pairs = _specs(engine, seed_list)
+        pairs = _specs(engine, seed_list, warm_seed)
         index = {sp.key: i for i, sp in pairs}
         configs = [{**dataclasses.asdict(c), "runs": [], "errors": []} for c in CHOICES[engine]]
 
@@ -133,7 +130,7 @@ def run_chain_tuning(store: ResultsStore, engines: list[str], *, seeds: int = 3,
             c = configs[index[rec["key"]]]
             if rec.get("error"):  # the discarded run's too: a configuration that fails on any seed is no choice
                 c["errors"].append(f"seed {rec['seed']}: {rec['error'][:300]}")
-            elif rec["seed"] != WARM_SEED:
+            elif rec["seed"] != warm_seed:
                 c["runs"].append({k: rec.get(k) for k in ("seed", "warmup", "ess_bulk_per_s_wall", "min_ess_bulk", "inference_s",
                                                           "ess_bulk_per_grad", "check_passed", "check_max_abs_z",
                                                           "max_rhat", "divergences")})
@@ -145,7 +142,7 @@ def run_chain_tuning(store: ResultsStore, engines: list[str], *, seeds: int = 3,
             run_matrix([sp for _, sp in pairs], store, executor, on_record=collect)
         finally:
             executor.close()
-        out["engines"][engine] = {"configs": configs, **summarize_choices(configs)}
+        out["engines"][engine] = {"configs": configs, **summarize_choices(configs, goal_ratio)}
         for c in configs:
             progress(f"tune {engine}: {c['label']}: " + (f"{c['median_ess_per_s']:.0f} bulk ESS/s, "
                      f"{c['passed']}/{len(c['runs'])} pass" if c["median_ess_per_s"] else
