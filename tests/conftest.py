@@ -18,6 +18,18 @@ from benchmarks.runpath.plugins import register_extra_engines
 REQUIRE_ALL = os.environ.get("EIGHT_SCHOOLS_ALL_ENGINES", "") not in ("", "0")
 
 
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every path under ``root`` with its kind, size and content hash (files) - what a call may not change."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for d in dirnames:
+            out[os.path.relpath(os.path.join(dirpath, d), root)] = ("dir",)
+        for f in filenames:
+            p = Path(dirpath) / f
+            out[os.path.relpath(p, root)] = ("file", p.stat().st_size, hash(p.read_bytes()))
+    return out
+
+
 def require_engine(name: str) -> None:
     reason = availability(name)
     if reason is None:

@@ -27,6 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -107,17 +108,6 @@ def _files(work: Path) -> None:
     (work / "runs" / "bench" / "REPORT.md").write_text("# bench\n")
     (work / "snap").mkdir()
     assert reference_cli.main(["--draws", "40", "--out", str(work / "draws.nc")]) == 0  # before the stand-ins
-
-
-def snapshot(root: Path) -> dict[str, tuple]:
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for d in dirnames:
-            out[os.path.relpath(os.path.join(dirpath, d), root)] = ("dir",)
-        for f in filenames:
-            p = Path(dirpath) / f
-            out[os.path.relpath(p, root)] = ("file", p.stat().st_size, hash(p.read_bytes()))
-    return out
 
 
 # --- values ------------------------------------------------------------------------------------------

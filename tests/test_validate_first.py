@@ -7,10 +7,10 @@ working folder whose every file is compared before and after the call.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from conftest import snapshot
 
 from benchmarks.cli import main as bench_main
 from reference.cli import main as reference_main
@@ -18,18 +18,6 @@ from reference.cli import main as reference_main
 #: the issue's tiny.toml: a one-engine matrix, numpyro, one seed, 2 chains x (100 + 100)
 TINY = 'engines = ["numpyro"]\nseeds = [1]\nsettings = { chains = 2, warmup = 100, draws = 100 }\n'
 FAKE = 'engines = ["fake-ok"]\nseeds = [1]\nsettings = { chains = 2, warmup = 10, draws = 100 }\n'
-
-
-def snapshot(root: Path) -> dict[str, tuple]:
-    """Every path under ``root`` with its kind, size and content hash (files) - what a call may not change."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for d in dirnames:
-            out[os.path.relpath(os.path.join(dirpath, d), root)] = ("dir",)
-        for f in filenames:
-            p = Path(dirpath) / f
-            out[os.path.relpath(p, root)] = ("file", p.stat().st_size, hash(p.read_bytes()))
-    return out
 
 
 @pytest.fixture
