@@ -118,6 +118,12 @@ NUTPIE_FLOW_TIMING = (
     "adds the conversion of the result."
 )
 
+#: nutpie's sample statistics under the suite's names (plain and flow-adapted nutpie alike)
+NUTPIE_STATS = {"diverging": "diverging", "n_steps": "n_steps", "step_size": "step_size", "energy": "energy",
+                "lp": "logp", "acceptance_rate": "mean_tree_accept"}
+NUTPIE_DEPTH_NOTE = ("nutpie's own `depth` counts only the doublings kept in the final trajectory (lower than Stan's "
+                     "treedepth__ where a last doubling was rejected), so it is not used")
+
 NUMPYRO_TIMING = (
     "As pm.sample(nuts_sampler='numpyro') (pymc.sampling.jax.sample_jax_nuts), in steps: on a program's first "
     "run PyMC's JAX log density, NumPyro's NUTS and MCMC with PyMC's arguments and PyMC's postprocessing "
@@ -166,11 +172,9 @@ SAMPLERS: dict[str, Sampler] = {
             "max_treedepth": "nutpie.sample(maxdepth), as pm.sample(nuts={'max_treedepth'}) renamed by PyMC",
             "seed": "as pm.sample(random_seed): nutpie.sample(seed) = the first of PyMC's per-chain seeds",
         },
-        stats={"diverging": "diverging", "n_steps": "n_steps", "step_size": "step_size",
-               "energy": "energy", "lp": "logp", "acceptance_rate": "mean_tree_accept"},
+        stats=NUTPIE_STATS,
         notes={
-            "tree_depth": "nutpie's own `depth` counts only the doublings kept in the final trajectory "
-                          "(lower than Stan's treedepth__ where a last doubling was rejected), so it is not used",
+            "tree_depth": NUTPIE_DEPTH_NOTE,
             "step_size": "the step size each draw used: nutpie jitters it around step_size_bar",
         },
         init="model initial point + uniform(-1, 1) jitter on the unconstrained scale (nutpie's default for PyMC)",
@@ -195,11 +199,9 @@ SAMPLERS: dict[str, Sampler] = {
             "max_treedepth": "nutpie.sample(maxdepth)",
             "seed": "as pm.sample(random_seed) hands nutpie its seed: the first of PyMC's per-chain seeds",
         },
-        stats={"diverging": "diverging", "n_steps": "n_steps", "step_size": "step_size",
-               "energy": "energy", "lp": "logp", "acceptance_rate": "mean_tree_accept"},
+        stats=NUTPIE_STATS,
         notes={
-            "tree_depth": "nutpie's own `depth` counts only the doublings kept in the final trajectory "
-                          "(lower than Stan's treedepth__ where a last doubling was rejected), so it is not used",
+            "tree_depth": NUTPIE_DEPTH_NOTE,
             "step_size": "the step size each draw used, in the flow's space: nutpie jitters it around "
                          "step_size_bar",
             "energy": "the Hamiltonian in the flow's space (so E-BFMI is of that space's dynamics)",
