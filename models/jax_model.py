@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from .logdensity import check_parameterization, parameter_names
+from .prior_terms import mu_log_prior, normal_logpdf, tau_log_prior
 from .priors import Dist, Prior
 
 __all__ = ["JaxModel", "build", "MU_FAMILIES", "TAU_FAMILIES"]
@@ -32,9 +33,6 @@ __all__ = ["JaxModel", "build", "MU_FAMILIES", "TAU_FAMILIES"]
 #: the prior families translated here (tests/test_blackjax_engine.py: every family models.priors offers)
 MU_FAMILIES = ("flat", "normal", "uniform")
 TAU_FAMILIES = ("flat", "uniform", "half_cauchy", "half_normal", "lognormal", "fixed")
-
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
 
 class JaxModel(NamedTuple):
     """One program's densities and its map from the unconstrained vector to the parameters."""
@@ -45,45 +43,11 @@ class JaxModel(NamedTuple):
     constrained_log_density: Callable  #: (point, y, sigma) -> log density, no Jacobian
 
 
-def _normal_logpdf(x, loc, scale, log_scale):
-    return -0.5 * jnp.square((x - loc) / scale) - log_scale - _HALF_LOG_2PI
-
-
 def _interval(lower: float, upper: float, u):
     """x = lower + (upper - lower) sigmoid(u) and log dx/du."""
     width = upper - lower
     x = lower + width * jax.nn.sigmoid(u)
     return x, math.log(width) + jax.nn.log_sigmoid(u) + jax.nn.log_sigmoid(-u)
-
-
-def _mu_log_prior(dist: Dist, mu):
-    """log prior of mu inside its support (normalised where proper, 0 for flat)."""
-    if dist.family == "normal":
-        return _normal_logpdf(mu, dist["loc"], dist["scale"], math.log(dist["scale"]))
-    if dist.family == "uniform":
-        return jnp.full_like(mu, -math.log(dist["upper"] - dist["lower"]))
-    if dist.family == "flat":
-        return jnp.zeros_like(mu)
-    raise ValueError(f"mu prior family = {dist.family!r}: no JAX translation")
-
-
-def _tau_log_prior(dist: Dist, tau, log_tau):
-    """log prior of tau > 0 inside its support; ``log_tau`` is passed in so that the exp transform
-    uses u itself (exact) rather than log(exp(u))."""
-    f = dist.family
-    if f == "flat":
-        return jnp.zeros_like(tau)
-    if f == "uniform":
-        return jnp.full_like(tau, -math.log(dist["upper"] - dist["lower"]))
-    if f == "half_cauchy":
-        s = dist["scale"]
-        return math.log(2 / (math.pi * s)) - jnp.log1p(jnp.square(tau / s))
-    if f == "half_normal":
-        s = dist["scale"]
-        return math.log(2.0) + _normal_logpdf(tau, 0.0, s, math.log(s))
-    if f == "lognormal":
-        return _normal_logpdf(log_tau, dist["mu"], dist["sigma"], math.log(dist["sigma"])) - log_tau
-    raise ValueError(f"tau prior family = {f!r}: no JAX translation")
 
 
 def _in_support(dist: Dist, x):
@@ -111,16 +75,16 @@ def build(prior: Prior, param: str, J: int) -> JaxModel:
 
     def joint(mu, tau, log_tau, effects, y, sigma):
         """log p(y, mu, tau, effects) inside the support, without Jacobian."""
-        lp = _mu_log_prior(prior.mu, mu)
+        lp = mu_log_prior(jnp, prior.mu, mu, what="JAX translation")
         if not tau_fixed:
-            lp = lp + _tau_log_prior(prior.tau, tau, log_tau)
+            lp = lp + tau_log_prior(jnp, prior.tau, tau, log_tau, what="JAX translation")
         if centred:
             theta = effects
-            lp = lp + jnp.sum(_normal_logpdf(theta, mu, tau, log_tau))
+            lp = lp + jnp.sum(normal_logpdf(jnp, theta, mu, tau, log_tau))
         else:
             theta = mu + tau * effects
-            lp = lp + jnp.sum(_normal_logpdf(effects, 0.0, 1.0, 0.0))
-        return lp + jnp.sum(_normal_logpdf(y, theta, sigma, jnp.log(sigma)))
+            lp = lp + jnp.sum(normal_logpdf(jnp, effects, 0.0, 1.0, 0.0))
+        return lp + jnp.sum(normal_logpdf(jnp, y, theta, sigma, jnp.log(sigma)))
 
     def unpack(position):
         """(mu, tau, log_tau, effects, log-Jacobian) from the unconstrained vector."""

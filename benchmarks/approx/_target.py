@@ -6,7 +6,8 @@ z = theta (centred) or theta_tilde (non-centred); mu_u = mu for an unbounded mu,
 (0, inf), and u = logit((x - lower) / (upper - lower)) for a uniform prior on an interval. These are
 the transforms PyMC, NumPyro, BlackJAX (through jax_model) and Stan use, so every library's
 unconstrained draws are points of this one vector. :func:`log_p` is jax_model's ``log_density`` in
-NumPy (tests/test_approx_methods.py checks they agree), so that the PyMC methods need no JAX.
+NumPy, from the same prior terms (models/prior_terms.py; tests/test_approx_methods.py checks the two
+densities agree), so that the PyMC methods need no JAX.
 """
 
 from __future__ import annotations
@@ -17,15 +18,13 @@ import numpy as np
 from arviz_base import from_dict
 from scipy import linalg, special
 
+from models.prior_terms import HALF_LOG_2PI, mu_log_prior, normal_logpdf, tau_log_prior
 from models.problem import Problem
 
 from .base import ApproxDiagnostics
 
 __all__ = ["blocks", "dim", "constrain", "unconstrain", "log_p", "gaussian_log_q", "gaussian_draws",
            "to_datatree", "diagnostics"]
-
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
 
 def blocks(problem: Problem) -> list[tuple[str, slice]]:
     """(parameter, its slice of the vector) in order: mu, tau (unless fixed), theta | theta_tilde."""
@@ -108,37 +107,6 @@ def unconstrain(problem: Problem, point: dict) -> np.ndarray:
     return np.column_stack([*cols, effects.reshape(effects.shape[0], -1)])
 
 
-def _normal(x, loc, scale, log_scale):
-    return -0.5 * np.square((x - loc) / scale) - log_scale - _HALF_LOG_2PI
-
-
-def _mu_log_prior(dist, mu):
-    if dist.family == "normal":
-        return _normal(mu, dist["loc"], dist["scale"], math.log(dist["scale"]))
-    if dist.family == "uniform":
-        return np.full_like(mu, -math.log(dist["upper"] - dist["lower"]))
-    if dist.family == "flat":
-        return np.zeros_like(mu)
-    raise ValueError(f"mu prior family = {dist.family!r}: no translation")
-
-
-def _tau_log_prior(dist, tau, log_tau):
-    f = dist.family
-    if f == "flat":
-        return np.zeros_like(tau)
-    if f == "uniform":
-        return np.full_like(tau, -math.log(dist["upper"] - dist["lower"]))
-    if f == "half_cauchy":
-        s = dist["scale"]
-        return math.log(2 / (math.pi * s)) - np.log1p(np.square(tau / s))
-    if f == "half_normal":
-        s = dist["scale"]
-        return math.log(2.0) + _normal(tau, 0.0, s, math.log(s))
-    if f == "lognormal":
-        return _normal(log_tau, dist["mu"], dist["sigma"], math.log(dist["sigma"])) - log_tau
-    raise ValueError(f"tau prior family = {f!r}: no translation")
-
-
 def log_p(problem: Problem, U: np.ndarray) -> np.ndarray:
     """The unnormalised target log density at each row of U, log-Jacobian included (jax_model's
     ``log_density``; -inf or nan where a draw overflows, e.g. tau = exp(u) beyond float64)."""
@@ -146,16 +114,16 @@ def log_p(problem: Problem, U: np.ndarray) -> np.ndarray:
     mu, tau, log_tau, effects, log_jac = _unpack(problem, U)
     y, sigma = data.y_array, data.sigma_array
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        lp = _mu_log_prior(prior.mu, mu)
+        lp = mu_log_prior(np, prior.mu, mu)
         if not prior.tau_fixed:
-            lp = lp + _tau_log_prior(prior.tau, tau, log_tau)
+            lp = lp + tau_log_prior(np, prior.tau, tau, log_tau)
         if problem.parameterization == "centered":
             theta = effects
-            lp = lp + np.sum(_normal(theta, mu[:, None], tau[:, None], log_tau[:, None]), axis=1)
+            lp = lp + np.sum(normal_logpdf(np, theta, mu[:, None], tau[:, None], log_tau[:, None]), axis=1)
         else:
             theta = mu[:, None] + tau[:, None] * effects
-            lp = lp + np.sum(_normal(effects, 0.0, 1.0, 0.0), axis=1)
-        lp = lp + np.sum(_normal(y, theta, sigma, np.log(sigma)), axis=1)
+            lp = lp + np.sum(normal_logpdf(np, effects, 0.0, 1.0, 0.0), axis=1)
+        lp = lp + np.sum(normal_logpdf(np, y, theta, sigma, np.log(sigma)), axis=1)
         return lp + log_jac
 
 
@@ -171,7 +139,7 @@ def gaussian_log_q(U: np.ndarray, mean: np.ndarray, chol: np.ndarray) -> np.ndar
     else:
         z = linalg.solve_triangular(chol, (U - mean).T, lower=True).T
         log_det = np.sum(np.log(np.diag(chol)))
-    return -0.5 * np.sum(z * z, axis=1) - log_det - mean.size * _HALF_LOG_2PI
+    return -0.5 * np.sum(z * z, axis=1) - log_det - mean.size * HALF_LOG_2PI
 
 
 def gaussian_draws(rng: np.random.Generator, n: int, mean: np.ndarray, chol: np.ndarray) -> np.ndarray:
