@@ -27,7 +27,7 @@ from reference.scores import KHAT_OK, MEAN_TOL, SD_RATIO_RANGE
 from ..approx import APPROXIMATORS
 from ..runpath.record import APPROX_RECORD_FIELDS
 from ..runpath.spec import data_for, prior_for
-from .report import git_text, machines_line
+from .report import git_text, load_job_folder, machines_line
 from .tables import seeds_text
 
 __all__ = ["render_approx", "approx_markdown", "console_summary", "khat_agreement", "FIGURES"]
@@ -267,10 +267,7 @@ def write_figures(folder: Path, records: list[dict]) -> None:
 
 def render_approx(folder: Path) -> Path:
     folder = Path(folder)
-    records = json.loads((folder / "runs.json").read_text())
-    meta = json.loads((folder / "approx.json").read_text()) if (folder / "approx.json").exists() else {}
-    env = json.loads((folder / "environment.json").read_text())
-    timing = json.loads((folder / "timing.json").read_text()) if (folder / "timing.json").exists() else {}
+    records, meta, env, timing = load_job_folder(folder, "approx.json", meta_required=False)
     write_csv(folder, records)
     write_figures(folder, records)
     path = folder / "APPROX.md"

@@ -26,7 +26,7 @@ from reference import posterior
 
 from ..engines import ENGINES
 from ..runpath.spec import data_for, prior_for
-from .report import git_text, machines_line
+from .report import git_text, load_job_folder, machines_line
 from .tables import seeds_text
 
 __all__ = ["CSV_COLUMNS", "FIGURE", "render_chains", "chains_markdown", "console_summary", "crossovers",
@@ -45,12 +45,7 @@ CSV_COLUMNS = [
     ("check_failed", "check_failed"), ("error_kind", "error_kind"), ("error", "error"),
 ]
 def load_records(folder: Path) -> tuple[list[dict], dict, dict, dict]:
-    folder = Path(folder)
-    records = json.loads((folder / "runs.json").read_text())
-    meta = json.loads((folder / "chains.json").read_text())
-    env = json.loads((folder / "environment.json").read_text())
-    timing = json.loads((folder / "timing.json").read_text()) if (folder / "timing.json").exists() else {}
-    return records, meta, env, timing
+    return load_job_folder(folder, "chains.json")
 
 
 def _ok(r: dict) -> bool:

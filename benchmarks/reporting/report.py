@@ -65,6 +65,18 @@ def machine_label(env: dict) -> str:
     return text + (f" @ {host}" if host else "")
 
 
+def load_job_folder(folder: Path, meta: str, *, meta_required: bool = True) -> tuple[list[dict], dict, dict, dict]:
+    """(records, the job's own ``meta`` JSON, environment, timing) of a job's results folder; timing is {}
+    where the folder has none, and so is meta where it is not required."""
+    folder = Path(folder)
+    records = json.loads((folder / "runs.json").read_text())
+    own = folder / meta
+    meta_doc = json.loads(own.read_text()) if meta_required or own.exists() else {}
+    env = json.loads((folder / "environment.json").read_text())
+    timing = json.loads((folder / "timing.json").read_text()) if (folder / "timing.json").exists() else {}
+    return records, meta_doc, env, timing
+
+
 def git_text(env: dict) -> str:
     """``git `abc123`'`` from an environment.json, saying where the tree had uncommitted changes when the
     job started and where the code changed under it (``git_revision_end``)."""
