@@ -61,8 +61,15 @@ def prepare(engines: list[str]) -> None:
     client's own start-up instead of following it. Names the registry does not know are left to the run,
     which reports them."""
     for name in engines:
-        if name in ENGINES and name not in _AVAILABLE:
-            _AVAILABLE[name] = availability(name)
+        if name in ENGINES:
+            _answered(name)
+
+
+def _answered(name: str) -> str | None:
+    """The engine's availability, asked once per worker (the first call imports its PPL)."""
+    if name not in _AVAILABLE:
+        _AVAILABLE[name] = availability(name)
+    return _AVAILABLE[name]
 
 
 def execute(wire: dict) -> dict:
@@ -78,9 +85,7 @@ def execute(wire: dict) -> dict:
     problem = problem_from_wire(wire)
     settings = settings_from_wire(wire)
     t0 = time.perf_counter()
-    if engine_name not in _AVAILABLE:  # not prepared: the first call imports the PPL, in engine_call_s
-        _AVAILABLE[engine_name] = availability(engine_name)
-    reason = _AVAILABLE[engine_name]
+    reason = _answered(engine_name)  # not prepared: the first call imports the PPL, in engine_call_s
     if reason is not None:
         rec.update(error=f"unavailable: {reason}", error_kind="unavailable",
                    engine_call_s=time.perf_counter() - t0)
