@@ -30,12 +30,26 @@ engines = ["fake-ok"]
 def test_the_shipped_config_plans_every_part():
     plan = load_chains(CONFIG)
     names = [s.name for s in plan.sections]
-    assert names[:6] == [f"scaling-c{n}" for n in (4, 16, 64, 256, 1024, 4096)]
+    assert list(dict.fromkeys(names))[:6] == [f"scaling-c{n}" for n in (4, 16, 64, 256, 1024, 4096)]
     assert "yardstick" in names and any(n.startswith("step-") for n in names)
     vec = {s.name for s in plan.sections if "numpyro-vectorized" in s.engines}
     assert "scaling-c1024" not in vec and "scaling-c256" in vec  # its max_chains
     step = next(s for s in plan.sections if s.name.startswith("step-"))
     assert step.settings[0].option("step_size_scale") is not None
+
+
+def test_an_engine_runs_at_its_own_warmup_where_the_config_names_one(tmp_path, fakes):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY.replace('"fake-ok" = 4', '"fake-ok" = 4\n"fake-zero-tau" = 4\n[scaling.engine_warmup]\n"fake-ok" = 7'))
+    plan = load_chains(cfg)
+    at_4 = {(e, s.settings[0].warmup) for s in plan.sections if s.name == "scaling-c4" for e in s.engines}
+    assert at_4 == {("fake-ok", 7), ("fake-zero-tau", 10)}
+    for table, message in [('"fake-ok" = -1', r"scaling.engine_warmup.fake-ok = -1: must be a whole number"),
+                           ('"nope" = 5', "engine = 'nope' is unknown"),
+                           ('"fake-slow" = 5', "engine = 'fake-slow' is not in scaling.max_chains")]:
+        cfg.write_text(TINY.replace('"fake-ok" = 4', f'"fake-ok" = 4\n[scaling.engine_warmup]\n{table}'))
+        with pytest.raises(UsageError, match=message):
+            load_chains(cfg)
 
 
 @pytest.mark.parametrize("text, message", [

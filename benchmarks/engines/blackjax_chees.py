@@ -15,7 +15,8 @@ suite's loaded 2-core machine: identity metric 2573 min bulk ESS at ~3 gradients
 gradient ~0.008; R-hat 1.35: the trajectory, ~1 in length, never grew to mu's scale of ~3 within 300
 steps), diagonal 37182 at 4.4 (~0.083); Adam at 0.1 instead: 62701 at 15.3 (identity), 72304 at 17.1
 (diagonal), ~0.04 per gradient. ChEES needs an ensemble: with fewer than 32 chains the warmup runs 32
-(the extra chains from their own initial points) and keeps the first ``chains``.
+(the extra chains from their own initial points) and keeps the first ``chains``. The chains job runs it
+with 150 warmup steps (benchmarks/configs/chains.toml, measured by ``nox -s tune``).
 
 Draws: ``blackjax.dynamic_hmc`` with the adapted step size and trajectory length; each transition takes
 ceil(halton(i) * L / step) velocity-Verlet steps, the same i (so the same count) for every chain, as

@@ -45,7 +45,7 @@ from .config import (
 )
 from .sweep import LoadSampler
 
-__all__ = ["HELP", "configure", "main", "CONFIG", "ChainsPlan", "load_chains", "parse_counts"]
+__all__ = ["HELP", "configure", "main", "CONFIG", "ChainsPlan", "load_chains", "parse_counts", "engine_warmups"]
 
 CONFIG = CONFIGS / "chains.toml"
 HELP = "many-chain and flow-adapted samplers against the number of chains, checked (CHAINS.md)"
@@ -97,6 +97,15 @@ def _whole(v, where: str, low: int, high: int) -> int:
     return v
 
 
+def engine_warmups(scaling: dict, path: Path) -> dict[str, int]:
+    """``[scaling.engine_warmup]``: engine -> its own number of warmup steps (measured by ``nox -s tune``)."""
+    table = scaling.get("engine_warmup", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: scaling.engine_warmup = {table!r}: expected a table engine = warmup steps")
+    check_engines(list(table), "scaling.engine_warmup")
+    return {e: _whole(w, f"scaling.engine_warmup.{e}", 0, 10**6) for e, w in table.items()}
+
+
 def load_chains(path: Path = CONFIG, *, engines: list[str] | None = None, seeds: int | None = None,
                 counts: list[int] | None = None, device: str = "cpu") -> ChainsPlan:
     """The job's sections, every engine, prior, data spec and setting checked before anything runs."""
@@ -110,7 +119,7 @@ def load_chains(path: Path = CONFIG, *, engines: list[str] | None = None, seeds:
     priors = [str(p) for p in as_list(config.get("priors", ["default"]), "priors")]
     data = [str(d) for d in as_list(config.get("data", ["rubin"]), "data")]
     seed_list = list(range(1, seeds + 1)) if seeds else check_seeds(config.get("seeds", [1, 2, 3]))
-    scaling = _table(config, "scaling", path, {"counts", "warmup", "draws", "max_chains"})
+    scaling = _table(config, "scaling", path, {"counts", "warmup", "draws", "max_chains", "engine_warmup"})
     count_list = counts or [_whole(c, "scaling.counts", 1, MAX_CHAINS) for c in as_list(scaling.get("counts"),
                                                                                           "scaling.counts")]
     if not count_list:
@@ -122,6 +131,10 @@ def load_chains(path: Path = CONFIG, *, engines: list[str] | None = None, seeds:
     max_chains = {e: _whole(n, f"scaling.max_chains.{e}", 1, MAX_CHAINS) for e, n in limits.items()}
     warmup = _whole(scaling.get("warmup", 300), "scaling.warmup", 0, 10**6)
     draws = _whole(scaling.get("draws", 100), "scaling.draws", 4, 10**6)
+    own_warmup = engine_warmups(scaling, path)
+    for e in own_warmup:
+        if e not in max_chains:
+            raise ConfigError(f"{path}: scaling.engine_warmup: engine = {e!r} is not in scaling.max_chains")
     yard_table = _table(config, "yardstick", path, {"engines", "seeds"})
     yard = check_engines(yard_table.get("engines", []), "yardstick.engines")
     yard_seeds = yard_table.get("seeds", {})  # engine -> its own seeds (a run of minutes: fewer seeds)
@@ -149,8 +162,10 @@ def load_chains(path: Path = CONFIG, *, engines: list[str] | None = None, seeds:
             sections.append(Section(name, names, section_params, priors, data, seeds_of or seed_list, [settings]))
 
     for n in count_list:
-        add(f"scaling-c{n}", [e for e, most in max_chains.items() if n <= most],
-            Settings(chains=n, warmup=warmup, draws=draws, device=device), params)
+        at_n = [e for e, most in max_chains.items() if n <= most]
+        for w in dict.fromkeys(own_warmup.get(e, warmup) for e in at_n):  # one section per number of warmup steps
+            add(f"scaling-c{n}", [e for e in at_n if own_warmup.get(e, warmup) == w],
+                Settings(chains=n, warmup=w, draws=draws, device=device), params)
     add("yardstick", [e for e in yard if e not in yard_seeds], Settings(), params)
     for e, own in yard_seeds.items():
         add(f"yardstick-{e}", [e], Settings(), params, own)

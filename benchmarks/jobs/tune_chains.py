@@ -3,7 +3,9 @@
 Where BlackJAX offers a tuned default the engine uses it and records it in its manifest (MEADS's
 ``num_folds`` = 4, the unadjusted MCLMC tuner's energy-variance target). Where it needs a choice, the
 choice is measured here, each against its alternatives, on the chains job's problem: Rubin's data,
-default prior, non-centred, ``CHAINS`` chains x (``WARMUP`` warmup + ``DRAWS`` draws), seeds 1..n:
+default prior, non-centred, ``CHAINS`` chains x (the engine's warmup + ``DRAWS`` draws), seeds 1..n, where
+the engine's warmup is the chains job's (chains.toml: ``scaling.engine_warmup``, else ``scaling.warmup``),
+and the alternatives are drawn around what ships (half and twice its learning rate, warmup ...):
 
 - ChEES: Adam's learning rate on the log trajectory length (BlackJAX takes an optimizer and has no
   default), the metric (BlackJAX's identity default or its ensemble-estimated diagonal), and the number
@@ -25,6 +27,7 @@ best configuration that passes on every seed.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,10 +36,11 @@ from ..engines.base import Settings
 from ..runpath import ResultsStore, RunSpec, run_matrix
 from .common import RunOptions, make_executor
 
-__all__ = ["CHOICES", "CHAINS", "WARMUP", "DRAWS", "Choice", "summarize_choices", "run_chain_tuning",
+__all__ = ["CHOICES", "CHAINS", "WARMUP", "DRAWS", "Choice", "shipped_warmup", "summarize_choices", "run_chain_tuning",
            "render_chains_markdown"]
 
-#: the chains job's own setting (benchmarks/configs/chains.toml): 1024 chains x (300 + 100)
+#: the chains job's own setting (benchmarks/configs/chains.toml): CHAINS chains x (WARMUP + DRAWS), each
+#: engine at its own number of warmup steps where [scaling.engine_warmup] names one (shipped_warmup)
 CHAINS, WARMUP, DRAWS = 1024, 300, 100
 
 
@@ -48,46 +52,68 @@ class Choice:
     settings: dict = field(default_factory=dict)
 
 
-#: per engine: what it ships with first, then the alternatives measured
-CHOICES: dict[str, list[Choice]] = {
-    "blackjax-chees": [
-        Choice("as shipped: Adam 0.025, diagonal metric, 300 warmup steps"),
-        Choice("Adam learning rate 0.0125", {"learning_rate": 0.0125}),
-        Choice("Adam learning rate 0.05", {"learning_rate": 0.05}),
-        Choice("Adam learning rate 0.1", {"learning_rate": 0.1}),
-        Choice("identity metric (BlackJAX's default)", {"mass_matrix": "identity"}),
-        Choice("150 warmup steps", settings={"warmup": 150}),
-        Choice("600 warmup steps", settings={"warmup": 600}),
-    ],
-    "blackjax-meads": [
-        Choice("as shipped: BlackJAX's 4 folds, 300 warmup steps"),
-        Choice("150 warmup steps", settings={"warmup": 150}),
-        Choice("600 warmup steps", settings={"warmup": 600}),
-    ],
-    "blackjax-mclmc-adjusted": [
-        Choice("as shipped: target acceptance 0.9, 300 warmup steps"),
-        Choice("target acceptance 0.65", {"target_acceptance_rate": 0.65}),
-        Choice("target acceptance 0.8", {"target_acceptance_rate": 0.8}),
-        Choice("150 warmup steps", settings={"warmup": 150}),
-        Choice("600 warmup steps", settings={"warmup": 600}),
-    ],
+def shipped_warmup(engine: str) -> int:
+    """The number of warmup steps the chains job runs ``engine`` with (one source: chains.toml)."""
+    from .chains import CONFIG, engine_warmups
+    from .config import read_toml
+
+    return engine_warmups(read_toml(CONFIG).get("scaling", {}), CONFIG).get(engine, WARMUP)
+
+
+def _warmups(engine: str) -> list[Choice]:
+    """Half and twice the shipped number of warmup steps."""
+    w = shipped_warmup(engine)
+    return [Choice(f"{n} warmup steps", settings={"warmup": n}) for n in (w // 2, 2 * w)]
+
+
+def _chees() -> list[Choice]:
+    from ..engines.blackjax_chees import LEARNING_RATE as lr
+
+    return [Choice(f"as shipped: Adam {lr:g}, diagonal metric, {shipped_warmup('blackjax-chees')} warmup steps"),
+            *(Choice(f"Adam learning rate {x:g}", {"learning_rate": x}) for x in (lr / 2, 2 * lr, 4 * lr)),
+            Choice("identity metric (BlackJAX's default)", {"mass_matrix": "identity"}), *_warmups("blackjax-chees")]
+
+
+def _meads() -> list[Choice]:
+    from ..engines.blackjax_meads import NUM_FOLDS
+
+    return [Choice(f"as shipped: BlackJAX's {NUM_FOLDS} folds, {shipped_warmup('blackjax-meads')} warmup steps"),
+            *_warmups("blackjax-meads")]
+
+
+def _mclmc_adjusted() -> list[Choice]:
+    from ..engines.blackjax_mclmc import TARGET_ACCEPTANCE_RATE as target
+
+    others = [x for x in (0.5, 0.65, 0.8, 0.9) if abs(x - target) > 1e-9]
+    return [Choice(f"as shipped: target acceptance {target:g}, {shipped_warmup('blackjax-mclmc-adjusted')} "
+                   "warmup steps"),
+            *(Choice(f"target acceptance {x:g}", {"target_acceptance_rate": x}) for x in others),
+            *_warmups("blackjax-mclmc-adjusted")]
+
+
+#: per engine: what it ships with first, then the alternatives measured (built when the job runs: the
+#: labels read the engines' own constants, whose modules import JAX)
+CHOICES: dict[str, Callable[[], list[Choice]]] = {
+    "blackjax-chees": _chees,
+    "blackjax-meads": _meads,
+    "blackjax-mclmc-adjusted": _mclmc_adjusted,
 }
 
 
-def _settings(choice: Choice, seed: int) -> Settings:
-    base = {"chains": CHAINS, "warmup": WARMUP, "draws": DRAWS, **choice.settings}
+def _settings(choice: Choice, seed: int, warmup: int) -> Settings:
+    base = {"chains": CHAINS, "warmup": warmup, "draws": DRAWS, **choice.settings}
     return Settings(**base, seed=seed, options=choice.options)
 
 
-def _specs(engine: str, seeds: list[int], warm_seed: int) -> list[tuple[int, RunSpec]]:
+def _specs(engine: str, choices: list[Choice], seeds: list[int], warm_seed: int) -> list[tuple[int, RunSpec]]:
     """(choice index, spec): each choice's discarded warm-up run (``warm_seed``: its compile), then one
     round per seed over every choice, the choices' order reversed every other round."""
-    choices = CHOICES[engine]
-    out = [(i, RunSpec(engine=engine, parameterization="noncentered", settings=_settings(c, warm_seed),
+    warmup = shipped_warmup(engine)
+    out = [(i, RunSpec(engine=engine, parameterization="noncentered", settings=_settings(c, warm_seed, warmup),
                        section=f"tune-chains-{engine}-c{i}")) for i, c in enumerate(choices)]
     for r, s in enumerate(seeds):
         for i in (range(len(choices)) if r % 2 == 0 else reversed(range(len(choices)))):
-            out.append((i, RunSpec(engine=engine, parameterization="noncentered", settings=_settings(choices[i], s),
+            out.append((i, RunSpec(engine=engine, parameterization="noncentered", settings=_settings(choices[i], s, warmup),
                                    section=f"tune-chains-{engine}-c{i}")))
     return out
 
@@ -122,9 +148,10 @@ def run_chain_tuning(store: ResultsStore, engines: list[str], *, goal_ratio: flo
                             "a configuration counts only if every seed passes the reference check",
                  "engines": {}}
     for engine in [e for e in engines if e in CHOICES]:
-        pairs = _specs(engine, seed_list, warm_seed)
+        choices = CHOICES[engine]()
+        pairs = _specs(engine, choices, seed_list, warm_seed)
         index = {sp.key: i for i, sp in pairs}
-        configs = [{**dataclasses.asdict(c), "runs": [], "errors": []} for c in CHOICES[engine]]
+        configs = [{**dataclasses.asdict(c), "runs": [], "errors": []} for c in choices]
 
         def collect(rec: dict, manifest: dict | None, configs=configs, index=index) -> None:
             c = configs[index[rec["key"]]]
@@ -137,12 +164,13 @@ def run_chain_tuning(store: ResultsStore, engines: list[str], *, goal_ratio: flo
 
         executor = make_executor(options or RunOptions(timeout=None), prepare=[engine])
         try:
-            progress(f"tune {engine}: {len(CHOICES[engine])} choices x {seeds} seeds at {CHAINS} chains x "
-                     f"({WARMUP} + {DRAWS}), {executor.describe()}")
+            progress(f"tune {engine}: {len(choices)} choices x {seeds} seeds at {CHAINS} chains x "
+                     f"({shipped_warmup(engine)} + {DRAWS}), {executor.describe()}")
             run_matrix([sp for _, sp in pairs], store, executor, on_record=collect)
         finally:
             executor.close()
-        out["engines"][engine] = {"configs": configs, **summarize_choices(configs, goal_ratio)}
+        out["engines"][engine] = {"configs": configs, "warmup": shipped_warmup(engine),
+                                  **summarize_choices(configs, goal_ratio)}
         for c in configs:
             progress(f"tune {engine}: {c['label']}: " + (f"{c['median_ess_per_s']:.0f} bulk ESS/s, "
                      f"{c['passed']}/{len(c['runs'])} pass" if c["median_ess_per_s"] else
@@ -156,8 +184,9 @@ def _fmt(v, spec: str) -> str:
 
 def render_chains_markdown(r: dict) -> list[str]:
     lines = ["", "## The many-chain samplers' choices", "",
-             f"Problem: {r['problem']}, {r['chains']} chains × ({r['warmup']} warmup + {r['draws']} draws) unless a "
-             f"row changes the warmup, seeds {r['seeds']}. Measure: {r['measure']}. Goal: the shipped choice within "
+             f"Problem: {r['problem']}, {r['chains']} chains × (each engine's shipped warmup + {r['draws']} draws: "
+             + ", ".join(f"{e} {v.get('warmup', r['warmup'])}" for e, v in r["engines"].items())
+             + f"; a row may change the warmup), seeds {r['seeds']}. Measure: {r['measure']}. Goal: the shipped choice within "
              f"{r['goal_ratio']:g}× of the best configuration that passes on every seed (benchmarks/jobs/tune_chains.py "
              "says which choices BlackJAX leaves to the user).", "",
              "| engine | configuration | bulk ESS/s, median | ESS per gradient, median | passes | max \\|z\\| | best / this |",
