@@ -5,7 +5,8 @@ Where BlackJAX offers a tuned default the engine uses it and records it in its m
 choice is measured here, each against its alternatives, on the chains job's problem: Rubin's data,
 default prior, non-centred, ``CHAINS`` chains x (the engine's warmup + ``DRAWS`` draws), seeds 1..n, where
 the engine's warmup is the chains job's (chains.toml: ``scaling.engine_warmup``, else ``scaling.warmup``),
-and the alternatives are drawn around what ships (half and twice its learning rate, warmup ...):
+and the alternatives are drawn around what ships (a quarter, half and twice its learning rate) or from
+a fixed grid (``WARMUP_GRID``):
 
 - ChEES: Adam's learning rate on the log trajectory length (BlackJAX takes an optimizer and has no
   default), the metric (BlackJAX's identity default or its ensemble-estimated diagonal), and the number
@@ -60,17 +61,23 @@ def shipped_warmup(engine: str) -> int:
     return engine_warmups(read_toml(CONFIG).get("scaling", {}), CONFIG).get(engine, WARMUP)
 
 
+#: the numbers of warmup steps measured, the same for every engine and every run of the job (a grid
+#: relative to what ships would keep moving: at a fixed 100 draws, ESS per second of warmup + draws
+#: rewards every shorter warmup that still converges): a quarter to twice the chains job's 300
+WARMUP_GRID = (75, 150, 300, 600)
+
+
 def _warmups(engine: str) -> list[Choice]:
-    """Half and twice the shipped number of warmup steps."""
+    """Every other number of warmup steps of the grid."""
     w = shipped_warmup(engine)
-    return [Choice(f"{n} warmup steps", settings={"warmup": n}) for n in (w // 2, 2 * w)]
+    return [Choice(f"{n} warmup steps", settings={"warmup": n}) for n in WARMUP_GRID if n != w]
 
 
 def _chees() -> list[Choice]:
     from ..engines.blackjax_chees import LEARNING_RATE as lr
 
     return [Choice(f"as shipped: Adam {lr:g}, diagonal metric, {shipped_warmup('blackjax-chees')} warmup steps"),
-            *(Choice(f"Adam learning rate {x:g}", {"learning_rate": x}) for x in (lr / 2, 2 * lr, 4 * lr)),
+            *(Choice(f"Adam learning rate {x:g}", {"learning_rate": x}) for x in (lr / 4, lr / 2, 2 * lr)),
             Choice("identity metric (BlackJAX's default)", {"mass_matrix": "identity"}), *_warmups("blackjax-chees")]
 
 
