@@ -154,6 +154,41 @@ def test_every_figure_is_written_and_linked(run_dir, rendered):
     assert not list(run_dir.rglob("*.tmp"))
 
 
+def test_figures_drawn_in_two_processes_are_those_drawn_in_one_and_a_failing_child_is_redrawn(
+        run_dir, tmp_path, monkeypatch):
+    """make_figures forks a child for every other figure where there are two CPUs: the same files as
+    drawn in one process; a child whose drawing fails leaves its figures to the parent, which draws them."""
+    import os
+    import shutil
+
+    records = json.loads((run_dir / "runs.json").read_text())
+    folders = {}
+    for how in ("one", "two", "child-fails"):
+        folders[how] = tmp_path / how
+        shutil.copytree(run_dir, folders[how])
+        for name in figures.FIGURES:
+            (folders[how] / name).unlink(missing_ok=True)
+    monkeypatch.setattr(figures, "_can_fork", lambda: False)
+    one = figures.make_figures(folders["one"], records)
+    monkeypatch.setattr(figures, "_can_fork", lambda: True)
+    assert figures.make_figures(folders["two"], records) == one == list(figures.FIGURES)
+    parent = os.getpid()
+    first = next(iter(figures.FIGURES))  # drawn by the child
+    draw = figures.FIGURES[first]
+
+    def fails_in_the_child(*args):
+        if os.getpid() != parent:
+            raise RuntimeError("drawing failed in the child")
+        return draw(*args)
+
+    monkeypatch.setitem(figures.FIGURES, first, fails_in_the_child)
+    assert figures.make_figures(folders["child-fails"], records) == one
+    for how in ("two", "child-fails"):
+        for name in one:
+            assert (folders[how] / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert not list(folders[how].rglob("*.tmp"))
+
+
 def _texts(fig) -> str:
     return "\n".join(t.get_text() for t in fig.findobj(Text))
 

@@ -129,10 +129,22 @@ def run_specs(name: str, specs: list[RunSpec], run_dir: Path, a: RunOptions | ar
             side.join()
         try:
             records = run_matrix(specs, store, executor, progress=progress, timeout_s=executor_timeout(a))
-        finally:
+        except BaseException:
             executor.close()
-        if finish is not None:
-            finish(store, records)
+            raise
+        # this machine's worker exits (its interpreter's teardown, the check's helper, httpstan's pool)
+        # while ``finish`` writes the report: nothing is timed any more, and the command waits for it below
+        closing = threading.Thread(target=executor.close, name="close", daemon=True)
+        if isinstance(executor, SerialExecutor):
+            closing.start()
+        else:
+            executor.close()
+        try:
+            if finish is not None:
+                finish(store, records)
+        finally:
+            if closing.ident is not None:
+                closing.join()
         return records
 
 
