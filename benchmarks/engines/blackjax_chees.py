@@ -16,7 +16,7 @@ gradient ~0.008; R-hat 1.35: the trajectory, ~1 in length, never grew to mu's sc
 steps), diagonal 37182 at 4.4 (~0.083); Adam at 0.1 instead: 62701 at 15.3 (identity), 72304 at 17.1
 (diagonal), ~0.04 per gradient. ChEES needs an ensemble: with fewer than 32 chains the warmup runs 32
 (the extra chains from their own initial points) and keeps the first ``chains``. The chains job runs it
-with 150 warmup steps (benchmarks/configs/chains.toml, measured by ``nox -s tune``).
+with 75 warmup steps (benchmarks/configs/chains.toml, measured by ``nox -s tune``).
 
 Draws: ``blackjax.dynamic_hmc`` with the adapted step size and trajectory length; each transition takes
 ceil(halton(i) * L / step) velocity-Verlet steps, the same i (so the same count) for every chain, as
@@ -47,8 +47,8 @@ from ._many_chains import (
 
 TARGET_ACCEPTANCE_RATE = 0.651  #: blackjax.adaptation.chees_adaptation.OPTIMAL_TARGET_ACCEPTANCE_RATE
 #: Adam's rate on the log trajectory length, measured by ``nox -s tune`` at 1024 chains x (150 + 100),
-#: non-centred: 0.1 gave 1.40x the bulk ESS/s of 0.025 (TFP's ChEES default adaptation_rate) and 1.38x
-#: that of 0.05, every seed passing the check (results/tuning/TUNING.md)
+#: non-centred: 0.1 gave 1.4-1.5x the bulk ESS/s of 0.025 (TFP's ChEES default adaptation_rate) and of
+#: 0.05, 1.9x that of 0.2, every seed passing the check (results/tuning/TUNING.md)
 LEARNING_RATE = 0.1
 INITIAL_STEP_SIZE = 0.1
 DIVERGENCE_THRESHOLD = 1000.0  #: blackjax.dynamic_hmc's default
