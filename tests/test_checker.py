@@ -69,3 +69,17 @@ def test_a_helper_that_dies_leaves_the_check_to_the_worker(helper):
     assert checker.result(pending) is None  # the caller then checks in process
     assert checker._pool is None
     assert checker.submit(RUBIN, PRESETS["default"], draws) is None
+
+
+def test_the_helper_is_forked_only_while_no_ppl_runtime_is_loaded(monkeypatch):
+    """A worker forks its helper after the run path's imports (the child inherits them) and before any
+    PPL's; once a runtime that runs threads (JAX's XLA, numba) is loaded it spawns a fresh one instead."""
+    import sys
+
+    for name in checker.NO_FORK_AFTER:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert checker.start_method() == "fork"
+    for name in checker.NO_FORK_AFTER:
+        monkeypatch.setitem(sys.modules, name, object())
+        assert checker.start_method() == "spawn"
+        monkeypatch.delitem(sys.modules, name)

@@ -2,19 +2,22 @@
 
 After an engine returns, the run path computes arviz-stats' diagnostics and the reference check, each
 ~35 ms of single-threaded NumPy on this model; no engine is timed then. Where the worker may use two
-CPUs, a helper process started with the worker (spawned, not forked: the worker runs JAX and XLA's
-threads) runs the check on the draws while the worker computes the diagnostics. The helper imports the
-check's modules at its start, beside the worker's own imports, and the worker says it is ready only
-once the helper is too, so that no import runs beside a timed run; between runs it waits on its pipe.
-It is a child of the worker, in its process group: a timeout, a crash or the worker's watchdog takes it
-down with the worker. The verdict is the same function on the same draws (tests/test_runpath.py); if
-the helper is gone, the check runs in the worker as before.
+CPUs, a helper process started with the worker runs the check on the draws while the worker computes
+the diagnostics. The worker starts it once the run path's modules (the check's among them) are
+imported and before any PPL is: then the helper is forked, inheriting those imports, and starts at
+once instead of importing them all again beside the worker's own imports. Where a fork is not safe (a
+PPL's runtime is loaded: JAX/XLA run threads a fork does not copy) it is spawned and imports them.
+Between runs it waits on its pipe. It is a child of the worker, in its process group: a timeout, a
+crash or the worker's watchdog takes it down with the worker. The verdict is the same function on the
+same draws (tests/test_runpath.py); if the helper is gone, the check runs in the worker as before.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
+import warnings
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -44,14 +47,30 @@ def _check(data, prior, posterior):
     return check({"posterior": posterior}, exact(data, prior))
 
 
+#: modules whose runtime threads make a fork unsafe once loaded (the helper is spawned instead)
+NO_FORK_AFTER = ("jaxlib", "numba", "torch")
+
+
+def start_method() -> str:
+    """"fork" while no PPL runtime is loaded in this process (the child inherits the imports), else "spawn"."""
+    if "fork" in multiprocessing.get_all_start_methods() and not any(m in sys.modules for m in NO_FORK_AFTER):
+        return "fork"
+    return "spawn"
+
+
 def start() -> None:
-    """Start the helper and wait until it has imported the check's modules (no-op with one CPU)."""
+    """Start the helper and wait until it has the check's modules (no-op with one CPU)."""
     global _pool
     if _pool is not None or not ENABLED or len(os.sched_getaffinity(0)) < 2:
         return
-    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(start_method()))
     try:
-        pool.submit(_warm).result(timeout=START_TIMEOUT_S)
+        with warnings.catch_warnings():
+            # Python warns that fork() in a process with threads may deadlock in the child: the worker's
+            # threads then are its watchdog (a loop of getppid and sleep), holding no lock the child takes
+            warnings.simplefilter("ignore", DeprecationWarning)
+            future = pool.submit(_warm)  # the pool starts its process here
+        future.result(timeout=START_TIMEOUT_S)
     except Exception:  # noqa: BLE001 - no helper: the worker checks in process, as without one
         pool.shutdown(wait=False, cancel_futures=True)
         return

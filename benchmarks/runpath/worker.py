@@ -135,14 +135,12 @@ def worker_main(argv: list[str] | None = None) -> int:
         return 1
     # the run path's imports (NumPy, arviz-stats, the reference; once per worker) come after the CPU pinning
     # and the watchdog: threads a library starts keep the CPUs of the moment they start, and a parent
-    # killed during these seconds must still take the worker down. The check's helper process imports
-    # beside them; the worker is ready when both are (checker.py)
-    helper = threading.Thread(target=checker.start, daemon=True)
-    helper.start()
+    # killed during these seconds must still take the worker down. The check's helper process is forked
+    # after them and before any PPL is imported, so it has the check's modules at once (checker.py)
     from .execute import execute, prepare
 
-    prepare([e for e in a.prepare.split(",") if e])  # the PPLs the client's runs will use, beside the helper
-    helper.join()
+    checker.start()
+    prepare([e for e in a.prepare.split(",") if e])  # the PPLs the client's runs will use
     send({"ok": True, "ready": os.getpid()})
     for line in requests:  # end of file: the client is gone or done
         msg = json.loads(line)
