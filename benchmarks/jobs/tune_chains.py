@@ -35,7 +35,9 @@ import numpy as np
 
 from ..engines.base import Settings
 from ..runpath import ResultsStore, RunSpec, run_matrix
+from .chains import CONFIG, engine_warmups
 from .common import RunOptions, make_executor
+from .config import read_toml
 
 __all__ = ["CHOICES", "CHAINS", "WARMUP", "DRAWS", "Choice", "shipped_warmup", "summarize_choices", "run_chain_tuning",
            "render_chains_markdown"]
@@ -55,9 +57,6 @@ class Choice:
 
 def shipped_warmup(engine: str) -> int:
     """The number of warmup steps the chains job runs ``engine`` with (one source: chains.toml)."""
-    from .chains import CONFIG, engine_warmups
-    from .config import read_toml
-
     return engine_warmups(read_toml(CONFIG).get("scaling", {}), CONFIG).get(engine, WARMUP)
 
 
