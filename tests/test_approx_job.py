@@ -91,6 +91,11 @@ def test_a_tiny_run_writes_approx_md_csv_and_figures(tmp_path):
     assert fit["error"] is None and fit["kind"] == "approx"
     assert 0 < fit["tau_coverage"] <= 1 and fit["tau_w1"] > 0 and fit["khat"] is not None
     assert set(fit["scores"]["draws"]["marginals"]) >= {"mu", "tau", "log_tau", "theta[1]"}
+    energy = fit["scores"]["draws"]["energy"]  # the joint score, with its exact-vs-exact null
+    assert energy["null_sd"] > 0 and fit["energy_z"] == pytest.approx(
+        (energy["distance"] - energy["null_mean"]) / energy["null_sd"])
+    row = next(line for line in md.splitlines() if line.startswith(f"| {FAST} | noncentered |"))
+    assert f"({energy['null_mean']:.3f} ± {energy['null_sd']:.3f})" in row and "energy z" in md
     if records["cmdstanpy-advi"]["error"]:  # no CmdStan here: a record saying why, and the job went on
         assert records["cmdstanpy-advi"]["error_kind"] == "unavailable"
     assert (out / "approx.csv").read_text().splitlines()[0].startswith("key,digest,kind")
