@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -58,12 +59,25 @@ def start_method() -> str:
     return "spawn"
 
 
-def start() -> None:
-    """Start the helper and wait until it has the check's modules (no-op with one CPU)."""
+def _close(fds: tuple[int, ...]) -> None:
+    """In a forked helper: close the worker's own descriptors it inherited (its pipes to the client), so
+    that a worker that dies closes them for good and the client sees it at once."""
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def start(inherited: Sequence[int] = ()) -> None:
+    """Start the helper and wait until it has the check's modules (no-op with one CPU). ``inherited``:
+    the caller's descriptors a forked helper must not keep open (a spawned one inherits none)."""
     global _pool
     if _pool is not None or not ENABLED or len(os.sched_getaffinity(0)) < 2:
         return
-    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(start_method()))
+    method = start_method()
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(method), initializer=_close,
+                               initargs=(tuple(inherited) if method == "fork" else (),))
     try:
         with warnings.catch_warnings():
             # Python warns that fork() in a process with threads may deadlock in the child: the worker's

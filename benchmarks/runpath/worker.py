@@ -139,7 +139,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     # after them and before any PPL is imported, so it has the check's modules at once (checker.py)
     from .execute import execute, prepare
 
-    checker.start()
+    checker.start(inherited=(a.requests, a.replies))
     prepare([e for e in a.prepare.split(",") if e])  # the PPLs the client's runs will use
     send({"ok": True, "ready": os.getpid()})
     for line in requests:  # end of file: the client is gone or done
