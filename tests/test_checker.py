@@ -71,15 +71,25 @@ def test_a_helper_that_dies_leaves_the_check_to_the_worker(helper):
     assert checker.submit(RUBIN, PRESETS["default"], draws) is None
 
 
-def test_the_helper_is_forked_only_while_no_ppl_runtime_is_loaded(monkeypatch):
-    """A worker forks its helper after the run path's imports (the child inherits them) and before any
-    PPL's; once a runtime that runs threads (JAX's XLA, numba) is loaded it spawns a fresh one instead."""
+def test_the_helper_is_forked_only_while_no_runtime_runs_threads_of_its_own(monkeypatch):
+    """A worker forks its helper after the run path's imports (the child inherits them); where a runtime
+    runs native threads (JAX once its backends are up, numba, torch) it spawns a fresh one instead."""
     import sys
+    import types
 
-    for name in checker.NO_FORK_AFTER:
+    from benchmarks import forking
+
+    for name in (*forking.THREADED_MODULES, "jax._src.xla_bridge"):
         monkeypatch.delitem(sys.modules, name, raising=False)
-    assert checker.start_method() == "fork"
-    for name in checker.NO_FORK_AFTER:
+    assert checker.start_method() == "fork" and forking.threaded_runtime() is None
+    bridge = types.ModuleType("jax._src.xla_bridge")
+    bridge._backends = {}
+    monkeypatch.setitem(sys.modules, "jax._src.xla_bridge", bridge)
+    assert checker.start_method() == "fork"  # JAX imported, no backend started: no XLA thread yet
+    bridge._backends = {"cpu": object()}
+    assert checker.start_method() == "spawn" and "JAX" in forking.threaded_runtime()
+    bridge._backends = {}
+    for name in forking.THREADED_MODULES:
         monkeypatch.setitem(sys.modules, name, object())
-        assert checker.start_method() == "spawn"
+        assert checker.start_method() == "spawn" and forking.threaded_runtime() == name
         monkeypatch.delitem(sys.modules, name)

@@ -33,6 +33,7 @@ from models import PRESETS, RUBIN, SchoolsData, make_prior
 from models.files import atomic_path
 from reference import posterior
 
+from ..forking import fork_is_safe
 from .failures import LONG, brief, failure, issue_name
 from .tables import group_value, ok_runs, seeds_text
 
@@ -430,7 +431,7 @@ def _draw_and_save(run_dir: Path, sl: Slice, names: list[str]) -> list[str]:
 
 
 def _can_fork() -> bool:
-    return hasattr(os, "fork") and len(os.sched_getaffinity(0)) >= 2
+    return len(os.sched_getaffinity(0)) >= 2 and fork_is_safe()
 
 
 def make_figures(run_dir: Path, records: list[dict]) -> list[str]:
@@ -438,8 +439,9 @@ def make_figures(run_dir: Path, records: list[dict]) -> list[str]:
 
     Drawing is CPU-bound and the figures are independent: with two or more CPUs, a forked child draws
     every other figure while this process draws the rest (the child inherits the imports and caches, so
-    it starts at once), halving the report's wait after the last run. A child that fails leaves its
-    figures to this process, which draws them again, so a real failure shows here with its reason."""
+    it starts at once), halving the report's wait after the last run; not where a fork is unsafe (a
+    runtime's threads running here: benchmarks/forking.py). A child that fails leaves its figures to
+    this process, which draws them again, so a real failure shows here with its reason."""
     sl = main_slice(records)
     if sl is None:
         return []

@@ -6,7 +6,7 @@ CPUs, a helper process started with the worker runs the check on the draws while
 the diagnostics. The worker starts it once the run path's modules (the check's among them) are
 imported and before any PPL is: then the helper is forked, inheriting those imports, and starts at
 once instead of importing them all again beside the worker's own imports. Where a fork is not safe (a
-PPL's runtime is loaded: JAX/XLA run threads a fork does not copy) it is spawned and imports them.
+runtime with threads of its own runs: benchmarks/forking.py) it is spawned and imports them.
 Between runs it waits on its pipe. It is a child of the worker, in its process group: a timeout, a
 crash or the worker's watchdog takes it down with the worker. The verdict is the same function on the
 same draws (tests/test_runpath.py); if the helper is gone, the check runs in the worker as before.
@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import sys
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+
+from ..forking import fork_is_safe
 
 __all__ = ["ENABLED", "start", "stop", "submit", "result"]
 
@@ -48,15 +49,10 @@ def _check(data, prior, posterior):
     return check({"posterior": posterior}, exact(data, prior))
 
 
-#: modules whose runtime threads make a fork unsafe once loaded (the helper is spawned instead)
-NO_FORK_AFTER = ("jaxlib", "numba", "torch")
-
-
 def start_method() -> str:
-    """"fork" while no PPL runtime is loaded in this process (the child inherits the imports), else "spawn"."""
-    if "fork" in multiprocessing.get_all_start_methods() and not any(m in sys.modules for m in NO_FORK_AFTER):
-        return "fork"
-    return "spawn"
+    """"fork" while no runtime with threads of its own runs in this process (the child inherits the
+    imports), else "spawn" (benchmarks/forking.py)."""
+    return "fork" if fork_is_safe() else "spawn"
 
 
 def _close(fds: tuple[int, ...]) -> None:
