@@ -101,7 +101,7 @@ def test_a_many_chain_choice_counts_only_where_every_seed_passes_the_check():
 def test_the_many_chain_choices_run_through_the_run_path_with_their_settings(tmp_path, fakes, monkeypatch):
     """Every choice of an engine: one discarded run, then one run per seed; a choice's settings reach the
     run (its warmup here) and TUNING.md gets the section."""
-    monkeypatch.setitem(tune_chains.CHOICES, "fake-ok", lambda: [tune_chains.Choice("as shipped"),
+    monkeypatch.setitem(tune_chains.CHOICES, "fake-ok", lambda w: [tune_chains.Choice("as shipped"),
                                                                  tune_chains.Choice("fewer warmup", settings={"warmup": 20})])
     monkeypatch.setattr(tune_chains, "CHAINS", 2)
     monkeypatch.setattr(tune_chains, "WARMUP", 40)
@@ -126,13 +126,13 @@ def test_the_many_chain_choices_start_from_what_the_chains_job_ships():
     assert (tune_chains.WARMUP, tune_chains.DRAWS) == (scaling["warmup"], scaling["draws"])
     plan = load_chains(CONFIG)
     for engine, make in tune_chains.CHOICES.items():
-        choices = make()
         w = tune_chains.shipped_warmup(engine)
+        choices = make(w)
         assert choices[0].label.startswith("as shipped") and f"{w} warmup steps" in choices[0].label
         assert not choices[0].options and not choices[0].settings
         assert all(c.options or c.settings.get("warmup", w) != w for c in choices[1:])
         assert len({c.label for c in choices}) == len(choices)
         ran = {s.settings[0].warmup for s in plan.sections if s.name == "scaling-c1024" and engine in s.engines}
         assert ran == {w}
-    assert f"Adam {blackjax_chees.LEARNING_RATE:g}" in tune_chains.CHOICES["blackjax-chees"]()[0].label
-    assert f"acceptance {blackjax_mclmc.TARGET_ACCEPTANCE_RATE:g}" in tune_chains.CHOICES["blackjax-mclmc-adjusted"]()[0].label
+    assert f"Adam {blackjax_chees.LEARNING_RATE:g}" in tune_chains.CHOICES["blackjax-chees"](75)[0].label
+    assert f"acceptance {blackjax_mclmc.TARGET_ACCEPTANCE_RATE:g}" in tune_chains.CHOICES["blackjax-mclmc-adjusted"](300)[0].label

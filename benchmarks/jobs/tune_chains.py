@@ -66,40 +66,36 @@ def shipped_warmup(engine: str) -> int:
 WARMUP_GRID = (75, 150, 300, 600)
 
 
-def _warmups(engine: str) -> list[Choice]:
-    """Every other number of warmup steps of the grid."""
-    w = shipped_warmup(engine)
+def _warmups(w: int) -> list[Choice]:
+    """Every number of warmup steps of the grid but the shipped ``w``."""
     return [Choice(f"{n} warmup steps", settings={"warmup": n}) for n in WARMUP_GRID if n != w]
 
 
-def _chees() -> list[Choice]:
+def _chees(w: int) -> list[Choice]:
     from ..engines.blackjax_chees import LEARNING_RATE as lr
 
-    return [Choice(f"as shipped: Adam {lr:g}, diagonal metric, {shipped_warmup('blackjax-chees')} warmup steps"),
+    return [Choice(f"as shipped: Adam {lr:g}, diagonal metric, {w} warmup steps"),
             *(Choice(f"Adam learning rate {x:g}", {"learning_rate": x}) for x in (lr / 4, lr / 2, 2 * lr)),
-            Choice("identity metric (BlackJAX's default)", {"mass_matrix": "identity"}), *_warmups("blackjax-chees")]
+            Choice("identity metric (BlackJAX's default)", {"mass_matrix": "identity"}), *_warmups(w)]
 
 
-def _meads() -> list[Choice]:
+def _meads(w: int) -> list[Choice]:
     from ..engines.blackjax_meads import NUM_FOLDS
 
-    return [Choice(f"as shipped: BlackJAX's {NUM_FOLDS} folds, {shipped_warmup('blackjax-meads')} warmup steps"),
-            *_warmups("blackjax-meads")]
+    return [Choice(f"as shipped: BlackJAX's {NUM_FOLDS} folds, {w} warmup steps"), *_warmups(w)]
 
 
-def _mclmc_adjusted() -> list[Choice]:
+def _mclmc_adjusted(w: int) -> list[Choice]:
     from ..engines.blackjax_mclmc import TARGET_ACCEPTANCE_RATE as target
 
     others = [x for x in (0.5, 0.65, 0.8, 0.9) if abs(x - target) > 1e-9]
-    return [Choice(f"as shipped: target acceptance {target:g}, {shipped_warmup('blackjax-mclmc-adjusted')} "
-                   "warmup steps"),
-            *(Choice(f"target acceptance {x:g}", {"target_acceptance_rate": x}) for x in others),
-            *_warmups("blackjax-mclmc-adjusted")]
+    return [Choice(f"as shipped: target acceptance {target:g}, {w} warmup steps"),
+            *(Choice(f"target acceptance {x:g}", {"target_acceptance_rate": x}) for x in others), *_warmups(w)]
 
 
-#: per engine: what it ships with first, then the alternatives measured (built when the job runs: the
-#: labels read the engines' own constants, whose modules import JAX)
-CHOICES: dict[str, Callable[[], list[Choice]]] = {
+#: per engine: given its shipped number of warmup steps, what it ships with first, then the alternatives
+#: measured (built when the job runs: the labels read the engines' own constants, whose modules import JAX)
+CHOICES: dict[str, Callable[[int], list[Choice]]] = {
     "blackjax-chees": _chees,
     "blackjax-meads": _meads,
     "blackjax-mclmc-adjusted": _mclmc_adjusted,
@@ -111,10 +107,11 @@ def _settings(choice: Choice, seed: int, warmup: int) -> Settings:
     return Settings(**base, seed=seed, options=choice.options)
 
 
-def _specs(engine: str, choices: list[Choice], seeds: list[int], warm_seed: int) -> list[tuple[int, RunSpec]]:
+def _specs(engine: str, choices: list[Choice], warmup: int, seeds: list[int],
+           warm_seed: int) -> list[tuple[int, RunSpec]]:
     """(choice index, spec): each choice's discarded warm-up run (``warm_seed``: its compile), then one
-    round per seed over every choice, the choices' order reversed every other round."""
-    warmup = shipped_warmup(engine)
+    round per seed over every choice, the choices' order reversed every other round; ``warmup`` unless a
+    choice sets its own."""
     out = [(i, RunSpec(engine=engine, parameterization="noncentered", settings=_settings(c, warm_seed, warmup),
                        section=f"tune-chains-{engine}-c{i}")) for i, c in enumerate(choices)]
     for r, s in enumerate(seeds):
@@ -154,8 +151,9 @@ def run_chain_tuning(store: ResultsStore, engines: list[str], *, goal_ratio: flo
                             "a configuration counts only if every seed passes the reference check",
                  "engines": {}}
     for engine in [e for e in engines if e in CHOICES]:
-        choices = CHOICES[engine]()
-        pairs = _specs(engine, choices, seed_list, warm_seed)
+        warmup = shipped_warmup(engine)
+        choices = CHOICES[engine](warmup)
+        pairs = _specs(engine, choices, warmup, seed_list, warm_seed)
         index = {sp.key: i for i, sp in pairs}
         configs = [{**dataclasses.asdict(c), "runs": [], "errors": []} for c in choices]
 
@@ -171,11 +169,11 @@ def run_chain_tuning(store: ResultsStore, engines: list[str], *, goal_ratio: flo
         executor = make_executor(options or RunOptions(timeout=None), prepare=[engine])
         try:
             progress(f"tune {engine}: {len(choices)} choices x {seeds} seeds at {CHAINS} chains x "
-                     f"({shipped_warmup(engine)} + {DRAWS}), {executor.describe()}")
+                     f"({warmup} + {DRAWS}), {executor.describe()}")
             run_matrix([sp for _, sp in pairs], store, executor, on_record=collect)
         finally:
             executor.close()
-        out["engines"][engine] = {"configs": configs, "warmup": shipped_warmup(engine),
+        out["engines"][engine] = {"configs": configs, "warmup": warmup,
                                   **summarize_choices(configs, goal_ratio)}
         for c in configs:
             progress(f"tune {engine}: {c['label']}: " + (f"{c['median_ess_per_s']:.0f} bulk ESS/s, "
