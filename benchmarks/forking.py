@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["THREADED_MODULES", "threaded_runtime", "fork_is_safe"]
+__all__ = ["THREADED_MODULES", "threaded_runtime", "fork_is_safe", "forking"]
 
 #: modules whose import alone may start native threads (numba's threading layer, torch's pools)
 THREADED_MODULES = ("numba", "torch")
@@ -29,3 +32,13 @@ def threaded_runtime() -> str | None:
 
 def fork_is_safe() -> bool:
     return "fork" in multiprocessing.get_all_start_methods() and threaded_runtime() is None
+
+
+@contextmanager
+def forking() -> Iterator[None]:
+    """Around a fork that :func:`fork_is_safe` allowed: Python warns on fork() in any process with a
+    second thread, but the threads left then are Python's own (a worker's watchdog, a progress bar's
+    monitor), which hold no lock the child takes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield

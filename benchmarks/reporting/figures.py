@@ -16,8 +16,8 @@ import json
 import os
 import re
 import textwrap
-import warnings
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -33,7 +33,7 @@ from models import PRESETS, RUBIN, SchoolsData, make_prior
 from models.files import atomic_path
 from reference import posterior
 
-from ..forking import fork_is_safe
+from ..forking import fork_is_safe, forking
 from .failures import LONG, brief, failure, issue_name
 from .tables import group_value, ok_runs, seeds_text
 
@@ -403,30 +403,29 @@ FIGURES = {"ess_per_s.png": ess_per_s, "divergences_rhat.png": divergences_rhat,
            "tau_marginal.png": tau_marginal}
 
 
+def _drawn(run_dir: Path, sl: Slice, names: list[str]) -> Iterator[tuple[str, Figure]]:
+    """(file name, Figure) for each of ``names`` that has something to show, in the report's style (held
+    while the caller handles each figure: its savefig renders in that style too)."""
+    with matplotlib.rc_context(STYLE):
+        for name in names:
+            fig = FIGURES[name](Path(run_dir), sl)
+            if fig is not None:
+                yield name, fig
+
+
 def draw_figures(run_dir: Path, records: list[dict]) -> dict[str, Figure]:
     """Every figure this results folder supports, drawn but not written: file name -> Figure."""
     sl = main_slice(records)
-    if sl is None:
-        return {}
-    out = {}
-    with matplotlib.rc_context(STYLE):
-        for name, draw in FIGURES.items():
-            fig = draw(Path(run_dir), sl)
-            if fig is not None:
-                out[name] = fig
-    return out
+    return {} if sl is None else dict(_drawn(run_dir, sl, list(FIGURES)))
 
 
 def _draw_and_save(run_dir: Path, sl: Slice, names: list[str]) -> list[str]:
     """Draw and write (atomically) each of ``names`` that has something to show; returns those written."""
     out = []
-    with matplotlib.rc_context(STYLE):
-        for name in names:
-            fig = FIGURES[name](Path(run_dir), sl)
-            if fig is not None:
-                with atomic_path(Path(run_dir) / name) as tmp:
-                    fig.savefig(tmp, dpi=DPI, format="png")
-                out.append(name)
+    for name, fig in _drawn(run_dir, sl, names):
+        with atomic_path(Path(run_dir) / name) as tmp:
+            fig.savefig(tmp, dpi=DPI, format="png")
+        out.append(name)
     return out
 
 
@@ -450,10 +449,7 @@ def make_figures(run_dir: Path, records: list[dict]) -> list[str]:
         return _draw_and_save(run_dir, sl, names)
     theirs, ours = names[::2], names[1::2]
     read_end, write_end = os.pipe()
-    with warnings.catch_warnings():
-        # Python warns that fork() in a process with threads may deadlock in the child: the child here
-        # only draws with Matplotlib (used by this thread alone) and writes files, then leaves by _exit
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with forking():
         pid = os.fork()
     if pid == 0:  # the child: never returns
         code = 1

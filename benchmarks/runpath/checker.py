@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from ..forking import fork_is_safe
+from ..forking import fork_is_safe, forking
 
 __all__ = ["ENABLED", "start", "stop", "submit", "result"]
 
@@ -75,10 +74,7 @@ def start(inherited: Sequence[int] = ()) -> None:
     pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(method), initializer=_close,
                                initargs=(tuple(inherited) if method == "fork" else (),))
     try:
-        with warnings.catch_warnings():
-            # Python warns that fork() in a process with threads may deadlock in the child: the worker's
-            # threads then are its watchdog (a loop of getppid and sleep), holding no lock the child takes
-            warnings.simplefilter("ignore", DeprecationWarning)
+        with forking():
             future = pool.submit(_warm)  # the pool starts its process here
         future.result(timeout=START_TIMEOUT_S)
     except Exception:  # noqa: BLE001 - no helper: the worker checks in process, as without one
