@@ -134,8 +134,9 @@ def run_specs(name: str, specs: list[RunSpec], run_dir: Path, a: RunOptions | ar
             raise
         # this machine's worker exits (its interpreter's teardown, the check's helper, httpstan's pool)
         # while ``finish`` writes the report: nothing is timed any more, and the command waits for it below
-        closing = threading.Thread(target=executor.close, name="close", daemon=True)
+        closing = None
         if isinstance(executor, SerialExecutor):
+            closing = threading.Thread(target=executor.close, name="close", daemon=True)
             closing.start()
         else:
             executor.close()
@@ -143,7 +144,7 @@ def run_specs(name: str, specs: list[RunSpec], run_dir: Path, a: RunOptions | ar
             if finish is not None:
                 finish(store, records)
         finally:
-            if closing.ident is not None:
+            if closing is not None:
                 closing.join()
         return records
 
