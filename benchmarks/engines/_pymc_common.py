@@ -25,7 +25,7 @@ TREE_DEPTH = "derived from n_steps: floor(log2(n_steps)) + 1 (Stan's treedepth__
 class Sampler:
     name: str  # pm.sample's nuts_sampler
     engine: str
-    modules: tuple[str, ...]  # what must import besides pymc
+    modules: tuple[str, ...]  # what must import besides pymc (availability imports them: a worker's prepare)
     extra: str  # the pyproject extra that installs them
     window: str | None  # "module:function" whose call PyMC times as sampling_time (pm.sample's path)
     uses_jax: bool

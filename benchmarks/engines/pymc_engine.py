@@ -108,6 +108,8 @@ class PyMCEngine:
     def availability(self) -> str | None:
         if importlib.util.find_spec("pymc") is None:
             return "pymc is not installed: pip install 'eight-schools-ppl[pymc]'"
+        import pymc  # noqa: F401 - importable, not only installed (a broken install is a reason, not a crash)
+
         return None
 
     def _model(self, problem: Problem) -> list:

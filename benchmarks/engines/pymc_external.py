@@ -214,7 +214,7 @@ SAMPLERS: dict[str, Sampler] = {
     "numpyro": Sampler(
         name="numpyro",
         engine="pymc-numpyro",
-        modules=("jax", "numpyro"),
+        modules=("jax", "numpyro", "pymc.sampling.jax"),
         extra="numpyro",
         window=None,  # the engine runs pm.sample's NumPyro path itself, its program kept (pymc_numpyro.py)
         uses_jax=True,
@@ -242,7 +242,7 @@ SAMPLERS: dict[str, Sampler] = {
     "blackjax": Sampler(
         name="blackjax",
         engine="pymc-blackjax",
-        modules=("jax", "blackjax"),
+        modules=("jax", "blackjax", "pymc.sampling.jax"),
         extra="blackjax",
         window="pymc.sampling.jax:_sample_blackjax_nuts",
         uses_jax=True,
