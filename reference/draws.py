@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import arviz_base
 import numpy as np
 
 from models.files import write_netcdf
@@ -67,6 +66,11 @@ def to_datatree(ref: Reference, draws: dict[str, np.ndarray]):
     }
     if ref.fixed_tau is not None:
         attrs["tau_fixed"] = ref.fixed_tau
+    # arviz-base is imported here, not with the module: a process that only reads the reference (the report's)
+    # then never loads it, nor the lazy stand-in for JAX it registers, which Matplotlib's array checks would
+    # resolve by importing JAX (0.4 s) in the middle of a figure
+    import arviz_base
+
     posterior = {k: np.asarray(v)[None, ...] for k, v in draws.items()}
     return arviz_base.from_dict(
         {"posterior": posterior},

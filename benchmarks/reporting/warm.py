@@ -2,8 +2,9 @@
 
 A job whose report draws figures (compare) calls :func:`warm_up` in a thread beside the worker's own
 start-up (``run_specs(meanwhile=...)``): it imports the report's modules (Matplotlib, the tables, the
-reference), turns arviz-base's lazy ``jax`` stub into the module (Matplotlib's array checks look it up
-and would otherwise import JAX inside the first figure), and draws one small figure in the report's
+reference), turns a lazy ``jax`` stub into the module where one was registered (arviz-base registers one
+when it is imported; Matplotlib's array checks look it up and would import JAX inside the first figure;
+the report's own modules do not import arviz-base), and draws one small figure in the report's
 style to a buffer, so fonts and the Agg machinery are loaded. It writes nothing; the report does the same
 work the same way without it, only later.
 """
