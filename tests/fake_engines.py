@@ -93,6 +93,8 @@ class FakeEngine:
     unavailable: str | None = None
     #: upstream breaks this engine declares (the registry's known_break() reads them)
     known_breaks: tuple = ()
+    #: the registry's runtime ("" for most fakes; "other" for those a worker's sibling runs)
+    runtime: str = ""
 
     def availability(self) -> str | None:
         if self.unavailable:
@@ -124,9 +126,16 @@ SCRIPT = FakeEngine("fake-script", "script")
 BIASED = FakeEngine("fake-biased", "biased")
 ZERO_TAU = FakeEngine("fake-zero-tau", "zero-tau")
 ABSENT = FakeEngine("fake-absent", "ok", unavailable="fake PPL is not installed here")
+# engines of a second runtime: a worker prepared for them and for the others forks a sibling to run them
+OTHER_OK = FakeEngine("fake-other-ok", "ok", runtime="other")
+OTHER_HANG = FakeEngine("fake-other-hang", "child-hang", runtime="other")
+OTHER_EXIT = FakeEngine("fake-other-exit", "exit", runtime="other")
+OTHER_KILL = FakeEngine("fake-other-kill", "kill", runtime="other")
 
 _BY_VAR = {"OK": OK, "SLOW": SLOW, "RAISE": RAISE, "BROKEN": BROKEN, "HANG": HANG, "CHILD_HANG": CHILD_HANG,
            "EXIT": EXIT, "KILL": KILL, "SCRIPT": SCRIPT, "ABSENT": ABSENT,
-           "BIASED": BIASED, "ZERO_TAU": ZERO_TAU}
+           "BIASED": BIASED, "ZERO_TAU": ZERO_TAU, "OTHER_OK": OTHER_OK, "OTHER_HANG": OTHER_HANG,
+           "OTHER_EXIT": OTHER_EXIT, "OTHER_KILL": OTHER_KILL}
 #: the value of EIGHT_SCHOOLS_EXTRA_ENGINES that registers every fake engine
-REGISTRY_ENV = ",".join(f"{e.name}=fake_engines:{var}" for var, e in _BY_VAR.items())
+REGISTRY_ENV = ",".join(f"{e.name}=fake_engines:{var}" + (f"#{e.runtime}" if e.runtime else "")
+                        for var, e in _BY_VAR.items())

@@ -42,39 +42,42 @@ class EngineEntry:
     #: PyPI distributions its sampler runs through besides ``ppl`` (the pymc-* engines build the model and
     #: its gradient in PyMC and sample with another PPL): a candidate of those gates it too
     also_uses: tuple[str, ...] = ()
+    #: what its sampler's compiled code runs on ("jax", "pytensor", "stan", "nutpie"): a worker that splits
+    #: its engines over two processes keeps each runtime's engines together (their imports, their caches)
+    runtime: str = ""
 
 
 _TARGET = re.compile(r"^(?P<module>[\w.]+):(?P<attr>\w+)(?:\[(?P<key>[\w-]+)\])?$")
 
 ENGINES: dict[str, EngineEntry] = {
-    "pymc": EngineEntry("benchmarks.engines.pymc_engine:ENGINE", "pymc", "pymc"),
-    "numpyro": EngineEntry("benchmarks.engines.numpyro_engine:ENGINE", "numpyro", "numpyro"),
-    "pystan": EngineEntry("benchmarks.engines.pystan_engine:ENGINE", "pystan", "stan"),
-    "cmdstanpy": EngineEntry("benchmarks.engines.cmdstanpy_engine:ENGINE", "cmdstanpy", "cmdstan"),
-    "blackjax": EngineEntry("benchmarks.engines.blackjax_engine:ENGINE", "blackjax", "blackjax"),
+    "pymc": EngineEntry("benchmarks.engines.pymc_engine:ENGINE", "pymc", "pymc", runtime="pytensor"),
+    "numpyro": EngineEntry("benchmarks.engines.numpyro_engine:ENGINE", "numpyro", "numpyro", runtime="jax"),
+    "pystan": EngineEntry("benchmarks.engines.pystan_engine:ENGINE", "pystan", "stan", runtime="stan"),
+    "cmdstanpy": EngineEntry("benchmarks.engines.cmdstanpy_engine:ENGINE", "cmdstanpy", "cmdstan", runtime="stan"),
+    "blackjax": EngineEntry("benchmarks.engines.blackjax_engine:ENGINE", "blackjax", "blackjax", runtime="jax"),
     # the PyMC model sampled by other NUTS implementations (pymc_external.SAMPLERS)
     "pymc-nutpie": EngineEntry("benchmarks.engines.pymc_external:ENGINES[nutpie]", "nutpie", "nutpie",
-                               also_uses=("pymc",)),
+                               also_uses=("pymc",), runtime="nutpie"),
     "pymc-numpyro": EngineEntry("benchmarks.engines.pymc_external:ENGINES[numpyro]", "numpyro", "pymc,numpyro",
-                                also_uses=("pymc",)),
+                                also_uses=("pymc",), runtime="jax"),
     "pymc-blackjax": EngineEntry("benchmarks.engines.pymc_external:ENGINES[blackjax]", "blackjax", "blackjax",
-                                 also_uses=("pymc",)),
+                                 also_uses=("pymc",), runtime="jax"),
     # many-chain BlackJAX samplers: every chain in one vmapped program, superchains for nested R-hat
     "blackjax-chees": EngineEntry("benchmarks.engines.blackjax_chees:ENGINE", "blackjax", "blackjax", group="chains",
-                                  devices=("cpu", "gpu"), options=("learning_rate", "mass_matrix")),
+                                  devices=("cpu", "gpu"), options=("learning_rate", "mass_matrix"), runtime="jax"),
     "blackjax-meads": EngineEntry("benchmarks.engines.blackjax_meads:ENGINE", "blackjax", "blackjax", group="chains",
-                                  devices=("cpu", "gpu"), options=("num_folds",)),
+                                  devices=("cpu", "gpu"), options=("num_folds",), runtime="jax"),
     "blackjax-mclmc-adjusted": EngineEntry("benchmarks.engines.blackjax_mclmc:ENGINES[adjusted]", "blackjax",
                                            "blackjax", group="chains", devices=("cpu", "gpu"),
-                                           options=("target_acceptance_rate",)),
+                                           options=("target_acceptance_rate",), runtime="jax"),
     "blackjax-mclmc": EngineEntry("benchmarks.engines.blackjax_mclmc:ENGINES[unadjusted]", "blackjax", "blackjax",
-                                  group="chains", devices=("cpu", "gpu"), options=("step_size_scale",)),
+                                  group="chains", devices=("cpu", "gpu"), options=("step_size_scale",), runtime="jax"),
     # nutpie's normalizing-flow adaptation on the PyMC model (pymc_external.SAMPLERS["nutpie-flow"])
     "pymc-nutpie-flow": EngineEntry("benchmarks.engines.pymc_external:ENGINES[nutpie-flow]", "nutpie", "nutpie-flow",
-                                    group="chains", also_uses=("pymc",)),
+                                    group="chains", also_uses=("pymc",), runtime="jax"),
     # NumPyro's NUTS with many chains in lock-step (vmap), started in superchains for nested R-hat
     "numpyro-vectorized": EngineEntry("benchmarks.engines.numpyro_vectorized:ENGINE", "numpyro", "numpyro",
-                                      group="chains", devices=("cpu", "gpu")),
+                                      group="chains", devices=("cpu", "gpu"), runtime="jax"),
 }
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import xarray as xr
 
+from models.data import RUBIN
+from models.priors import PRESETS
 from models.provenance import cpu_model
 from reference import posterior
 from reference.check import CheckInputError, check
@@ -63,6 +65,23 @@ def prepare(engines: list[str]) -> None:
     for name in engines:
         if name in ENGINES:
             _answered(name)
+    if engines:
+        _warm_run_path()
+
+
+def _warm_run_path() -> None:
+    """Pay the run path's own one-time costs once per process, before 'ready': the first conversion of
+    draws into the suite's layout (arviz-base's) and the first NetCDF write (xarray's backend), measured
+    here 0.17 s and 0.20 s, which the first run of each worker process would otherwise carry."""
+    import numpy as np
+
+    from ..engines.base import SAMPLE_STATS
+    from ..engines.convert import to_datatree
+
+    one = np.zeros((1, 2))
+    tree = to_datatree({"mu": one, "tau": one + 1.0, "theta": np.zeros((1, 2, RUBIN.J))},
+                       {k: one for k in SAMPLE_STATS}, RUBIN, PRESETS["default"], "warm-up")
+    _netcdf_b64(tree)
 
 
 def _answered(name: str) -> str | None:

@@ -14,6 +14,15 @@ library code:
   changes, or the request pipe reaches end of file) and kills its own process group, so no orphans
   survive a ``kill -9`` of the matrix.
 
+A worker asked to prepare engines of two runtimes or more (compare's: JAX's, PyTensor's, Stan's, nutpie's)
+forks a **sibling** once the run path's modules are imported (:func:`split_engines`, :class:`_Sibling`):
+the two processes import their shares of the PPLs side by side instead of one after the other, and the
+worker passes each spec of the sibling's engines to it and its answer back, so the client still talks to
+one worker. The sibling is in the worker's process group and watches the worker as the worker watches
+the client; if it dies during a run the worker ends the same way, so the client records the crash as
+its own. At its end the worker kills what is left of its group (httpstan's pool, a helper) and exits
+without the interpreter's teardown (:func:`_end`).
+
 Worker output (PPLs print, compilers write) goes to a log file, never to the client's terminal;
 messages logged at INFO by ``benchmarks.engines`` loggers (e.g. "compiling Stan program ...") are
 forwarded to the client as events, so compiles announce themselves.
@@ -37,6 +46,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ..forking import fork_is_safe, forking
 from . import checker  # light: the check's modules load in its helper process, not on import
 
 __all__ = ["Worker", "WorkerLost", "worker_main"]
@@ -47,6 +57,8 @@ WATCHDOG_PERIOD_S = 0.2
 START_TIMEOUT_S = 120.0
 #: bytes of the worker's log quoted in a crash record
 LOG_TAIL = 2000
+#: whether a worker asked to prepare engines of two runtimes or more forks a sibling for some of them
+SIBLING = True
 
 
 class WorkerLost(RuntimeError):
@@ -98,6 +110,22 @@ def _apply_overrides(overrides: dict) -> None:
             setattr(module, attr, value)
 
 
+class _Channel:
+    """One JSON message per line to the process this one answers (the client, or for a sibling its worker)."""
+
+    def __init__(self, fd: int) -> None:
+        self._out = os.fdopen(fd, "w", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def send(self, msg: dict) -> None:
+        self.write(json.dumps(msg, default=str))
+
+    def write(self, line: str) -> None:
+        with self._lock:
+            self._out.write(line + "\n")
+            self._out.flush()
+
+
 def worker_main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.runpath.worker")
     ap.add_argument("--requests", type=int, required=True, help="fd the client writes requests to")
@@ -112,64 +140,201 @@ def worker_main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
     if os.getppid() != a.parent:  # the parent died before the watchdog started
         os.killpg(os.getpgrp(), signal.SIGKILL)
-    requests = os.fdopen(a.requests, "r", encoding="utf-8")
-    replies = os.fdopen(a.replies, "w", encoding="utf-8")
-    lock = threading.Lock()
-
-    def send(msg: dict) -> None:
-        line = json.dumps(msg, default=str)
-        with lock:
-            replies.write(line + "\n")
-            replies.flush()
-
+    channel = _Channel(a.replies)
     engines_log = logging.getLogger("benchmarks.engines")
     engines_log.setLevel(logging.INFO)
-    engines_log.addHandler(_Forward(send))
+    forward = _Forward(channel.send)
+    engines_log.addHandler(forward)
     try:
         from .plugins import register_from_env  # after the CPUs are pinned and the watchdog runs (see below)
 
         register_from_env()
         _apply_overrides(json.loads(a.overrides))
     except Exception as e:  # noqa: BLE001 - reported to the client as this worker's failure
-        send({"ok": False, "error": f"overrides: {type(e).__name__}: {e}"})
+        channel.send({"ok": False, "error": f"overrides: {type(e).__name__}: {e}"})
         return 1
     # the run path's imports (NumPy, arviz-stats, the reference; once per worker) come after the CPU pinning
     # and the watchdog: threads a library starts keep the CPUs of the moment they start, and a parent
     # killed during these seconds must still take the worker down. The check's helper process is forked
-    # after them and before any PPL is imported, so it has the check's modules at once (checker.py)
+    # after them and before any PPL is imported, so it has the check's modules at once (checker.py); so is
+    # the sibling (below), which imports its share of the PPLs beside this process's share
+    from . import execute as _execute  # noqa: F401 - the import is the point: the sibling inherits it
+
+    engines = [e for e in a.prepare.split(",") if e]
+    ours, theirs = split_engines(engines)
+    sibling = _Sibling.fork(theirs, (a.requests, a.replies), forward) if theirs else None
+    if sibling is None:
+        ours = engines
+    code = _serve(a.requests, channel, ours, (a.requests, a.replies), sibling)
+    _end(code)
+
+
+def _serve(requests_fd: int, channel: _Channel, engines: Sequence[str], inherited: Sequence[int],
+           sibling: _Sibling | None = None) -> int:
+    """Import ``engines``' PPLs, answer 'ready', then run each spec received until end of file or 'exit';
+    a spec for one of the sibling's engines is passed to it and its answer passed back."""
     from .execute import execute, prepare
 
-    checker.start(inherited=(a.requests, a.replies))
-    prepare([e for e in a.prepare.split(",") if e])  # the PPLs the client's runs will use
-    send({"ok": True, "ready": os.getpid()})
+    checker.start(inherited=(*inherited, *(sibling.fds if sibling is not None else ())))
+    prepare(list(engines))  # the PPLs the client's runs will use
+    if sibling is not None and not sibling.await_ready():
+        sibling = None  # it failed to start: its engines run here (their first run imports the PPL)
+    channel.send({"ok": True, "ready": os.getpid()})
+    requests = os.fdopen(requests_fd, "r", encoding="utf-8")
     for line in requests:  # end of file: the client is gone or done
         msg = json.loads(line)
         if msg.get("op") == "exit":
             break
+        if sibling is not None and msg.get("spec", {}).get("engine") in sibling.engines:
+            sibling.relay(line, channel)
+            continue
         try:
             result = execute(msg["spec"])
         except BaseException:  # noqa: BLE001 - the run path's own failure, reported, never a hang
-            send({"ok": False, "error": traceback.format_exc()[-4000:]})
+            channel.send({"ok": False, "error": traceback.format_exc()[-4000:]})
             continue
-        send({"ok": True, "result": result})
+        channel.send({"ok": True, "result": result})
+    if sibling is not None:
+        sibling.close()
     checker.stop()
-    if _has_children():  # e.g. httpstan's pool: never left behind
-        os.killpg(os.getpgrp(), signal.SIGKILL)
     return 0
 
 
-def _has_children() -> bool:
-    """Whether this worker started processes that would outlive it (e.g. httpstan's pool)."""
+def split_engines(engines: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(this worker's engines, its sibling's): whole runtimes (the registry's ``runtime``: JAX, PyTensor,
+    Stan, ...) on one side or the other, the side with fewer engines taking the next largest runtime, so
+    that the two imports take about as long; ([all], []) where a sibling would not help (one runtime,
+    fewer than two CPUs, or a fork not safe here)."""
+    from ..engines import ENGINES
+
+    if not SIBLING or len(os.sched_getaffinity(0)) < 2 or not fork_is_safe():
+        return list(engines), []
+    by_runtime: dict[str, list[str]] = {}
+    for name in engines:
+        entry = ENGINES.get(name)
+        by_runtime.setdefault(entry.runtime if entry is not None else "", []).append(name)
+    if len(by_runtime) < 2:
+        return list(engines), []
+    sides: tuple[list[str], list[str]] = ([], [])
+    for _, names in sorted(by_runtime.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        min(sides, key=len).extend(names)
+    return sides
+
+
+class _Sibling:
+    """A second worker process forked from this one after the run path's imports: it imports the PPLs
+    of its engines while this process imports the others', then runs those engines' specs, passed to it
+    by this process. It is in this worker's process group (a timeout or crash takes it down with the
+    worker) and watches this process as the worker watches the client."""
+
+    def __init__(self, pid: int, engines: Sequence[str], requests: int, replies: int) -> None:
+        self.pid = pid
+        self.engines = frozenset(engines)
+        self._requests = os.fdopen(requests, "w", encoding="utf-8")
+        self._replies = os.fdopen(replies, "r", encoding="utf-8")
+        #: this process's ends of the pipes to the sibling (a helper forked from here closes them)
+        self.fds = (requests, replies)
+
+    @classmethod
+    def fork(cls, engines: Sequence[str], inherited: Sequence[int], forward: _Forward) -> _Sibling | None:
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        parent = os.getpid()
+        with forking():
+            pid = os.fork()
+        if pid == 0:  # the sibling: never returns
+            code = 1
+            try:
+                for fd in (*inherited, req_w, rep_r):
+                    os.close(fd)
+                threading.Thread(target=_watchdog, args=(parent,), daemon=True).start()
+                if os.getppid() != parent:
+                    os.killpg(os.getpgrp(), signal.SIGKILL)
+                channel = _Channel(rep_w)
+                forward._send = channel.send  # its engines' log messages go to its worker, which passes them on
+                code = _serve(req_r, channel, engines, (req_r, rep_w))
+            finally:
+                os._exit(code)
+        os.close(req_r)
+        os.close(rep_w)
+        return cls(pid, engines, req_w, rep_r)
+
+    def await_ready(self) -> bool:
+        line = self._replies.readline()
+        try:
+            ok = bool(line) and json.loads(line).get("ok")
+        except ValueError:
+            ok = False
+        if not ok:
+            self.close()
+        return ok
+
+    def relay(self, request: str, channel: _Channel) -> None:
+        """Pass one spec to the sibling and its events and reply back; if the sibling dies meanwhile, end
+        this worker the same way, so that the client records the run as it would a crash of its own."""
+        try:
+            self._requests.write(request if request.endswith("\n") else request + "\n")
+            self._requests.flush()
+            for line in self._replies:
+                channel.write(line.rstrip("\n"))
+                if '"event"' not in line or "event" not in json.loads(line):
+                    return
+        except OSError:
+            pass
+        _, status = os.waitpid(self.pid, 0)
+        if os.WIFSIGNALED(status):  # the sibling's fate becomes the worker's: the client describes it
+            os.killpg(os.getpgrp(), os.WTERMSIG(status))
+        os._exit(os.WEXITSTATUS(status) or 1)
+
+    def close(self) -> None:
+        for f in (self._requests, self._replies):
+            try:
+                f.close()
+            except OSError:
+                pass
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def _end(code: int) -> None:
+    """The worker's end: no process of its group is left behind (httpstan's pool, the sibling's), and the
+    worker exits as multiprocessing's workers do, without the interpreter's teardown: after the PPLs ran,
+    finalising their modules takes a second or more of CPU, on a core the client's report wants."""
+    me = os.getpid()
+    for pid in _group_members() if os.getpgrp() == me else ():  # a Worker's process leads its own group
+        if pid != me:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _group_members() -> list[int]:
+    """The processes of this worker's process group, itself included (Linux's /proc: a process's stat
+    names its group); where /proc cannot be read, the whole group is killed, this worker with it."""
+    group = os.getpgrp()
     try:
-        me = str(os.getpid())
+        found = []
         for d in Path("/proc").iterdir():
             if d.name.isdigit():
-                stat = (d / "stat").read_text()
-                if stat.rsplit(")", 1)[1].split()[1] == me:
-                    return True
+                try:
+                    stat = (d / "stat").read_text()
+                except OSError:  # gone meanwhile
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[2]) == group:
+                    found.append(int(d.name))
+        return found
     except OSError:
-        return True
-    return False
+        os.killpg(group, signal.SIGKILL)
+        return []
 
 
 # --- the client's handle on a worker --------------------------------------------------------------
@@ -344,4 +509,4 @@ def _describe_exit(status: int | None) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(worker_main())
+    sys.exit(worker_main())  # only for an early failure: a worker that served ends in _end
