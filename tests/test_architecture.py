@@ -25,6 +25,10 @@ ALLOWED = {
     ("benchmarks.runpath.worker", "benchmarks.runpath.execute"):
         "a worker pins its CPUs and starts its watchdog before NumPy and the run path load",
     ("benchmarks.runpath.worker", "benchmarks.runpath.plugins"): "as above (plugins import the registry)",
+    ("benchmarks.runpath.sibling", "benchmarks.engines"): "as above: the worker imports the sibling module",
+    ("reference.draws", "arviz_base"):
+        "a process that only reads the reference (the report's) then never loads it, nor the lazy JAX stand-in "
+        "it registers, which Matplotlib's array checks would resolve by importing JAX",
     ("benchmarks.runpath.checker", "reference.check"):
         "the check's helper process imports it beside the worker's own imports; the worker imports the "
         "checker before the run path",

@@ -11,7 +11,7 @@ from test_faults import alive, child_pids, wait_gone
 from test_runpath import calls, specs
 
 from benchmarks.engines import ENGINES, EngineEntry
-from benchmarks.runpath import ResultsStore, SerialExecutor, run_matrix, worker
+from benchmarks.runpath import ResultsStore, SerialExecutor, run_matrix, sibling
 
 BOTH = ["fake-ok", "fake-other-ok", "fake-other-hang", "fake-other-exit", "fake-other-kill"]
 
@@ -30,29 +30,29 @@ def registry(monkeypatch):
     """A registry of made-up engines in three runtimes (split_engines reads only names and runtimes)."""
     table = {"j1": "jax", "j2": "jax", "j3": "jax", "p1": "pytensor", "s1": "stan", "s2": "stan", "n1": ""}
     monkeypatch.setattr("benchmarks.engines.ENGINES", {k: EngineEntry("m:E", k, k, runtime=v) for k, v in table.items()})
-    monkeypatch.setattr(worker, "fork_is_safe", lambda: True)
-    monkeypatch.setattr(worker.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(sibling, "fork_is_safe", lambda: True)
+    monkeypatch.setattr(sibling.os, "sched_getaffinity", lambda pid: {0, 1})
 
 
 def test_each_runtime_stays_on_one_side_and_the_sides_are_about_even(registry):
-    ours, theirs = worker.split_engines(["j1", "p1", "s1", "j2", "s2", "j3"])
+    ours, theirs = sibling.split_engines(["j1", "p1", "s1", "j2", "s2", "j3"])
     assert ours == ["j1", "j2", "j3"]  # the largest runtime first, on one side ...
     assert theirs == ["s1", "s2", "p1"]  # ... the next ones on the side with fewer engines
-    ours, theirs = worker.split_engines(["j1", "p1", "n1", "unknown"])  # unknown names: one group of their own
+    ours, theirs = sibling.split_engines(["j1", "p1", "n1", "unknown"])  # unknown names: one group of their own
     assert sorted(ours + theirs) == ["j1", "n1", "p1", "unknown"] and ours and theirs
 
 
 def test_no_sibling_where_it_cannot_help_or_a_fork_is_unsafe(registry, monkeypatch):
-    assert worker.split_engines(["j1", "j2"]) == (["j1", "j2"], [])  # one runtime
-    assert worker.split_engines([]) == ([], [])
-    monkeypatch.setattr(worker.os, "sched_getaffinity", lambda pid: {0})
-    assert worker.split_engines(["j1", "p1"]) == (["j1", "p1"], [])  # one CPU
-    monkeypatch.setattr(worker.os, "sched_getaffinity", lambda pid: {0, 1})
-    monkeypatch.setattr(worker, "fork_is_safe", lambda: False)
-    assert worker.split_engines(["j1", "p1"]) == (["j1", "p1"], [])  # a runtime with threads runs here
-    monkeypatch.setattr(worker, "fork_is_safe", lambda: True)
-    monkeypatch.setattr(worker, "SIBLING", False)
-    assert worker.split_engines(["j1", "p1"]) == (["j1", "p1"], [])  # switched off
+    assert sibling.split_engines(["j1", "j2"]) == (["j1", "j2"], [])  # one runtime
+    assert sibling.split_engines([]) == ([], [])
+    monkeypatch.setattr(sibling.os, "sched_getaffinity", lambda pid: {0})
+    assert sibling.split_engines(["j1", "p1"]) == (["j1", "p1"], [])  # one CPU
+    monkeypatch.setattr(sibling.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(sibling, "fork_is_safe", lambda: False)
+    assert sibling.split_engines(["j1", "p1"]) == (["j1", "p1"], [])  # a runtime with threads runs here
+    monkeypatch.setattr(sibling, "fork_is_safe", lambda: True)
+    monkeypatch.setattr(sibling, "SIBLING", False)
+    assert sibling.split_engines(["j1", "p1"]) == (["j1", "p1"], [])  # switched off
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="a worker forks a sibling only with two CPUs or more")

@@ -46,8 +46,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..forking import fork_is_safe, forking
 from . import checker  # light: the check's modules load in its helper process, not on import
+from .sibling import Sibling, split_engines
 
 __all__ = ["Worker", "WorkerLost", "worker_main"]
 
@@ -57,8 +57,6 @@ WATCHDOG_PERIOD_S = 0.2
 START_TIMEOUT_S = 120.0
 #: bytes of the worker's log quoted in a crash record
 LOG_TAIL = 2000
-#: whether a worker asked to prepare engines of two runtimes or more forks a sibling for some of them
-SIBLING = True
 
 
 class WorkerLost(RuntimeError):
@@ -162,7 +160,19 @@ def worker_main(argv: list[str] | None = None) -> int:
 
     engines = [e for e in a.prepare.split(",") if e]
     ours, theirs = split_engines(engines)
-    sibling = _Sibling.fork(theirs, (a.requests, a.replies), forward) if theirs else None
+    sibling = None
+    if theirs:
+        worker = os.getpid()
+
+        def serve_theirs(requests_fd: int, replies_fd: int) -> int:  # in the sibling, after the fork
+            threading.Thread(target=_watchdog, args=(worker,), daemon=True).start()  # it watches the worker
+            if os.getppid() != worker:
+                os.killpg(os.getpgrp(), signal.SIGKILL)
+            channel = _Channel(replies_fd)
+            forward._send = channel.send  # its engines' log messages go to the worker, which passes them on
+            return _serve(requests_fd, channel, theirs, (requests_fd, replies_fd))
+
+        sibling = Sibling.fork(theirs, (a.requests, a.replies), serve_theirs)
     if sibling is None:
         ours = engines
     code = _serve(a.requests, channel, ours, (a.requests, a.replies), sibling)
@@ -170,7 +180,7 @@ def worker_main(argv: list[str] | None = None) -> int:
 
 
 def _serve(requests_fd: int, channel: _Channel, engines: Sequence[str], inherited: Sequence[int],
-           sibling: _Sibling | None = None) -> int:
+           sibling: Sibling | None = None) -> int:
     """Import ``engines``' PPLs, answer 'ready', then run each spec received until end of file or 'exit';
     a spec for one of the sibling's engines is passed to it and its answer passed back."""
     from .execute import execute, prepare
@@ -198,104 +208,6 @@ def _serve(requests_fd: int, channel: _Channel, engines: Sequence[str], inherite
         sibling.close()
     checker.stop()
     return 0
-
-
-def split_engines(engines: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(this worker's engines, its sibling's): whole runtimes (the registry's ``runtime``: JAX, PyTensor,
-    Stan, ...) on one side or the other, the side with fewer engines taking the next largest runtime, so
-    that the two imports take about as long; ([all], []) where a sibling would not help (one runtime,
-    fewer than two CPUs, or a fork not safe here)."""
-    from ..engines import ENGINES
-
-    if not SIBLING or len(os.sched_getaffinity(0)) < 2 or not fork_is_safe():
-        return list(engines), []
-    by_runtime: dict[str, list[str]] = {}
-    for name in engines:
-        entry = ENGINES.get(name)
-        by_runtime.setdefault(entry.runtime if entry is not None else "", []).append(name)
-    if len(by_runtime) < 2:
-        return list(engines), []
-    sides: tuple[list[str], list[str]] = ([], [])
-    for _, names in sorted(by_runtime.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-        min(sides, key=len).extend(names)
-    return sides
-
-
-class _Sibling:
-    """A second worker process forked from this one after the run path's imports: it imports the PPLs
-    of its engines while this process imports the others', then runs those engines' specs, passed to it
-    by this process. It is in this worker's process group (a timeout or crash takes it down with the
-    worker) and watches this process as the worker watches the client."""
-
-    def __init__(self, pid: int, engines: Sequence[str], requests: int, replies: int) -> None:
-        self.pid = pid
-        self.engines = frozenset(engines)
-        self._requests = os.fdopen(requests, "w", encoding="utf-8")
-        self._replies = os.fdopen(replies, "r", encoding="utf-8")
-        #: this process's ends of the pipes to the sibling (a helper forked from here closes them)
-        self.fds = (requests, replies)
-
-    @classmethod
-    def fork(cls, engines: Sequence[str], inherited: Sequence[int], forward: _Forward) -> _Sibling | None:
-        req_r, req_w = os.pipe()
-        rep_r, rep_w = os.pipe()
-        parent = os.getpid()
-        with forking():
-            pid = os.fork()
-        if pid == 0:  # the sibling: never returns
-            code = 1
-            try:
-                for fd in (*inherited, req_w, rep_r):
-                    os.close(fd)
-                threading.Thread(target=_watchdog, args=(parent,), daemon=True).start()
-                if os.getppid() != parent:
-                    os.killpg(os.getpgrp(), signal.SIGKILL)
-                channel = _Channel(rep_w)
-                forward._send = channel.send  # its engines' log messages go to its worker, which passes them on
-                code = _serve(req_r, channel, engines, (req_r, rep_w))
-            finally:
-                os._exit(code)
-        os.close(req_r)
-        os.close(rep_w)
-        return cls(pid, engines, req_w, rep_r)
-
-    def await_ready(self) -> bool:
-        line = self._replies.readline()
-        try:
-            ok = bool(line) and json.loads(line).get("ok")
-        except ValueError:
-            ok = False
-        if not ok:
-            self.close()
-        return ok
-
-    def relay(self, request: str, channel: _Channel) -> None:
-        """Pass one spec to the sibling and its events and reply back; if the sibling dies meanwhile, end
-        this worker the same way, so that the client records the run as it would a crash of its own."""
-        try:
-            self._requests.write(request if request.endswith("\n") else request + "\n")
-            self._requests.flush()
-            for line in self._replies:
-                channel.write(line.rstrip("\n"))
-                if '"event"' not in line or "event" not in json.loads(line):
-                    return
-        except OSError:
-            pass
-        _, status = os.waitpid(self.pid, 0)
-        if os.WIFSIGNALED(status):  # the sibling's fate becomes the worker's: the client describes it
-            os.killpg(os.getpgrp(), os.WTERMSIG(status))
-        os._exit(os.WEXITSTATUS(status) or 1)
-
-    def close(self) -> None:
-        for f in (self._requests, self._replies):
-            try:
-                f.close()
-            except OSError:
-                pass
-        try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
 
 
 def _end(code: int) -> None:
