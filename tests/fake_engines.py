@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from importlib import metadata
 
 import numpy as np
 
@@ -126,6 +127,13 @@ SCRIPT = FakeEngine("fake-script", "script")
 BIASED = FakeEngine("fake-biased", "biased")
 ZERO_TAU = FakeEngine("fake-zero-tau", "zero-tau")
 ABSENT = FakeEngine("fake-absent", "ok", unavailable="fake PPL is not installed here")
+# a break pinned to the numpy installed here (recorded without running) and one pinned to another numpy
+PINNED = FakeEngine("fake-pinned", "ok", known_breaks=(
+    KnownBreak(exception="TypeError", match="progress_bar", upstream="https://example.org/upstream/2",
+               summary="a fake break: progress_bar rejected", seen_with=(("numpy", metadata.version("numpy")),)),))
+STALE_PIN = FakeEngine("fake-stale-pin", "ok", known_breaks=(
+    KnownBreak(exception="TypeError", match="progress_bar", upstream="https://example.org/upstream/3",
+               summary="a fake break: progress_bar rejected", seen_with=(("numpy", "0.0.1"),)),))
 # engines of a second runtime: a worker prepared for them and for the others forks a sibling to run them
 OTHER_OK = FakeEngine("fake-other-ok", "ok", runtime="other")
 OTHER_HANG = FakeEngine("fake-other-hang", "child-hang", runtime="other")
@@ -135,7 +143,7 @@ OTHER_KILL = FakeEngine("fake-other-kill", "kill", runtime="other")
 _BY_VAR = {"OK": OK, "SLOW": SLOW, "RAISE": RAISE, "BROKEN": BROKEN, "HANG": HANG, "CHILD_HANG": CHILD_HANG,
            "EXIT": EXIT, "KILL": KILL, "SCRIPT": SCRIPT, "ABSENT": ABSENT,
            "BIASED": BIASED, "ZERO_TAU": ZERO_TAU, "OTHER_OK": OTHER_OK, "OTHER_HANG": OTHER_HANG,
-           "OTHER_EXIT": OTHER_EXIT, "OTHER_KILL": OTHER_KILL}
+           "OTHER_EXIT": OTHER_EXIT, "OTHER_KILL": OTHER_KILL, "PINNED": PINNED, "STALE_PIN": STALE_PIN}
 #: the value of EIGHT_SCHOOLS_EXTRA_ENGINES that registers every fake engine
 REGISTRY_ENV = ",".join(f"{e.name}=fake_engines:{var}" + (f"#{e.runtime}" if e.runtime else "")
                         for var, e in _BY_VAR.items())

@@ -243,6 +243,24 @@ def test_known_break_matches_the_exception_and_the_message():
     assert known_break("pymc-blackjax", "ValueError: progress_bar") is None  # another exception
     assert known_break("pymc-blackjax", "TypeError: something else") is None  # another message
     assert known_break("pymc-nutpie", text) is None  # not a break of that engine
+    # the record of a run not attempted on the versions it was seen with reads as the break, naming them
+    assert known_break("pymc-blackjax", kb.not_attempted()) is kb
+    assert all(f"{d} {v}" in kb.not_attempted() for d, v in kb.seen_with) and kb.seen_with
+
+
+def test_a_pinned_break_holds_only_on_exactly_the_versions_it_was_seen_with(monkeypatch):
+    import benchmarks.engines as registry
+
+    kb = registry.KnownBreak(exception="TypeError", match="x", upstream="u", summary="s x",
+                             seen_with=(("pymc", "6.4.0"), ("blackjax", "1.7.1")))
+    installed = {"pymc": "6.4.0", "blackjax": "1.7.1"}
+    monkeypatch.setattr(registry, "installed_version", lambda d: installed.get(d))
+    assert kb.seen_here()
+    installed["blackjax"] = "1.7.2"
+    assert not kb.seen_here()  # one of them moved: the run is attempted
+    del installed["pymc"]
+    assert not kb.seen_here()
+    assert not registry.KnownBreak(exception="TypeError", match="x", upstream="u", summary="s").seen_here()
 
 
 @pytest.mark.parametrize(

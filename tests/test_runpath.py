@@ -98,6 +98,21 @@ def test_a_known_upstream_break_is_answered_once_with_its_link(tmp_path, fakes):
     assert len([c for c in calls(fakes) if c[0] == "fake-broken"]) == 1
 
 
+def test_a_known_break_on_the_versions_it_was_seen_with_is_recorded_without_attempting_the_run(tmp_path, fakes):
+    """Pinned to the numpy installed here, the break is the record and the engine is never called (it would
+    have run fine: the pin alone decides); pinned to another numpy, the run is attempted."""
+    records = run(tmp_path, specs("fake-pinned", seeds=(1, 2)) + specs("fake-stale-pin", seeds=(1,)))
+    pinned = [r for r in records if r["engine"] == "fake-pinned"]
+    assert [r["error_kind"] for r in pinned] == ["known-break"] * 2
+    assert "not attempted: numpy " in pinned[0]["error"] and pinned[0]["error_link"].endswith("/2")
+    assert not [c for c in calls(fakes) if c[0] == "fake-pinned"]
+    stale = next(r for r in records if r["engine"] == "fake-stale-pin")
+    assert stale["error"] is None and [c[0] for c in calls(fakes)] == ["fake-stale-pin"]
+    from benchmarks.reporting.failures import failure
+
+    assert failure(pinned[0]).kind == "known-break"
+
+
 def test_keys_of_different_data_never_collide(tmp_path):
     """The old keys sanitised the spec text, so /p/a/x.csv and /p/a-x.csv collided; files with one
     stem in two folders read alike too. The digest of the data's values tells them apart."""

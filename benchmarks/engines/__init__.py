@@ -88,10 +88,27 @@ class KnownBreak:
     upstream: str  #: the upstream issue's address
     summary: str  #: one line: what breaks and why
 
+    #: (PyPI distribution, version) pairs it was seen to break with. With exactly these installed, the run
+    #: path records the break without attempting the run (it would fail the same way: nothing to measure);
+    #: with any other version of one of them the run is attempted, and recorded as what happens. The tests
+    #: attempt it on every version (tests/conftest.py's strict xfail fails the day it stops breaking).
+    seen_with: tuple[tuple[str, str], ...] = ()
+
     def matches(self, error_text: str) -> bool:
         """Whether ``error_text`` (``"ExceptionName: message ..."``, or a traceback) is this break."""
         return (re.search(rf"\b{re.escape(self.exception)}\b", error_text) is not None
                 and re.search(self.match, error_text) is not None)
+
+    def seen_here(self) -> bool:
+        """Whether the versions it was seen to break with are the ones installed here."""
+        return bool(self.seen_with) and all(installed_version(d) == v for d, v in self.seen_with)
+
+    def not_attempted(self) -> str:
+        """The record's error for a run not attempted because :meth:`seen_here` (the break's own words, so
+        that :meth:`matches` reads it as the break)."""
+        versions = ", ".join(f"{d} {v}" for d, v in self.seen_with)
+        return (f"{self.exception}: {self.summary} (not attempted: {versions} installed, the versions it was "
+                "seen to break with)")
 
 
 #: engine -> the upstream break that stops it sampling (installed and importable, but run raises)
@@ -101,6 +118,7 @@ KNOWN_BREAKS: dict[str, KnownBreak] = {
         match=r"progress_bar",
         upstream="https://github.com/pymc-devs/pymc/issues/8367",
         summary="PyMC 6.4 passes progress_bar to BlackJAX 1.7's kernel, which rejects it",
+        seen_with=(("pymc", "6.4.0"), ("blackjax", "1.7.1")),
     ),
 }
 

@@ -26,7 +26,7 @@ from models.provenance import cpu_model
 from reference import posterior
 from reference.check import CheckInputError, check
 
-from ..engines import ENGINES, availability, check_capabilities, get_engine, known_break
+from ..engines import ENGINES, KNOWN_BREAKS, availability, check_capabilities, get_engine, known_break
 from ..engines.base import REUSED, SAMPLE_STATS
 from ..engines.convert import to_datatree
 from . import checker
@@ -107,13 +107,18 @@ def execute(wire: dict) -> dict:
                    engine_call_s=time.perf_counter() - t0)
         return {"record": rec, "manifest": None, "draws_nc": None}
     engine = get_engine(engine_name)
+    breaks = [k for k in (KNOWN_BREAKS.get(engine_name), *getattr(engine, "known_breaks", ())) if k is not None]
+    seen = next((k for k in breaks if k.seen_here()), None)
+    if seen is not None:  # the versions it breaks with: recorded as the break, not attempted again
+        rec.update(error=seen.not_attempted(), error_kind="known-break", error_link=seen.upstream,
+                   engine_call_s=time.perf_counter() - t0)
+        return {"record": rec, "manifest": None, "draws_nc": None}
     try:
         check_capabilities(engine_name, settings)
         result = engine.run(problem, settings)
     except Exception as e:  # noqa: BLE001 - a failing engine is a record and the matrix goes on
         text = f"{type(e).__name__}: {e}"
-        kb = known_break(engine_name, text) or next(
-            (k for k in getattr(engine, "known_breaks", ()) if k.matches(text)), None)
+        kb = known_break(engine_name, text) or next((k for k in breaks if k.matches(text)), None)
         rec.update(error=text.splitlines()[0][:2000], error_kind="known-break" if kb else "error",
                    error_link=kb.upstream if kb else None, engine_call_s=time.perf_counter() - t0,
                    traceback=traceback.format_exc()[-4000:])
