@@ -26,7 +26,9 @@ def engines_table() -> list[dict]:
         kb = KNOWN_BREAKS.get(name)
         rows.append({"engine": name, "ppl": entry.ppl, "version": engine_version(name),
                      "available": reason is None, "reason": reason,
-                     "known_break": {"summary": kb.summary, "upstream": kb.upstream} if kb else None})
+                     "known_break": {"summary": kb.summary, "upstream": kb.upstream,
+                                     "seen_with": dict(kb.seen_with), "attempted": not kb.seen_here()}
+                     if kb else None})
     return rows
 
 
@@ -45,7 +47,11 @@ def main(a: argparse.Namespace) -> int:
     for r in rows:
         state = "available" if r["available"] else f"unavailable: {r['reason']}"
         if r["available"] and r["known_break"]:
-            state += f" (known upstream break: {r['known_break']['summary']}; {r['known_break']['upstream']})"
+            kb = r["known_break"]
+            seen = ", ".join(f"{d} {v}" for d, v in kb["seen_with"].items())
+            runs = (f"; runs not attempted with {seen} installed, the versions it was seen with" if not kb["attempted"]
+                    else f"; seen with {seen}, runs attempted here" if seen else "")
+            state += f" (known upstream break: {kb['summary']}; {kb['upstream']}{runs})"
         print(f"{r['engine']:<{w}}  {r['ppl']} {r['version'] or '(not installed)'}  {state}")
     print("\napproximators")
     for r in approx_rows:
