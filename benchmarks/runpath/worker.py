@@ -45,6 +45,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from . import checker  # light: the check's modules load in its helper process, not on import
 from .sibling import Sibling, split_engines
@@ -173,8 +174,6 @@ def worker_main(argv: list[str] | None = None) -> int:
             return _serve(requests_fd, channel, theirs, (requests_fd, replies_fd))
 
         sibling = Sibling.fork(theirs, (a.requests, a.replies), serve_theirs)
-    if sibling is None:
-        ours = engines
     code = _serve(a.requests, channel, ours, (a.requests, a.replies), sibling)
     _end(code)
 
@@ -210,7 +209,7 @@ def _serve(requests_fd: int, channel: _Channel, engines: Sequence[str], inherite
     return 0
 
 
-def _end(code: int) -> None:
+def _end(code: int) -> NoReturn:
     """The worker's end: no process of its group is left behind (httpstan's pool, the sibling's), and the
     worker exits as multiprocessing's workers do, without the interpreter's teardown: after the PPLs ran,
     finalising their modules takes a second or more of CPU, on a core the client's report wants."""
