@@ -11,12 +11,13 @@ may fork.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-__all__ = ["THREADED_MODULES", "threaded_runtime", "fork_is_safe", "forking"]
+__all__ = ["THREADED_MODULES", "threaded_runtime", "fork_is_safe", "forking", "fork_child"]
 
 #: modules whose import alone may start native threads (numba's threading layer, torch's pools)
 THREADED_MODULES = ("numba", "torch")
@@ -42,3 +43,20 @@ def forking() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         yield
+
+
+def fork_child(body: Callable[[], int], close: Sequence[int] = ()) -> int:
+    """Fork a child (where :func:`fork_is_safe` allowed it) that closes the descriptors ``close``, runs
+    ``body`` and exits with its status (1 if it raises) without returning, so no code after the fork runs
+    in both processes and no interpreter teardown runs in the child. Returns the child's pid."""
+    with forking():
+        pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            for fd in close:
+                os.close(fd)
+            code = body()
+        finally:
+            os._exit(code)
+    return pid

@@ -33,7 +33,7 @@ from models import PRESETS, RUBIN, SchoolsData, make_prior
 from models.files import atomic_path
 from reference import posterior
 
-from ..forking import fork_is_safe, forking
+from ..forking import fork_child, fork_is_safe
 from .failures import LONG, brief, failure, issue_name
 from .tables import group_value, ok_runs, seeds_text
 
@@ -449,16 +449,12 @@ def make_figures(run_dir: Path, records: list[dict]) -> list[str]:
         return _draw_and_save(run_dir, sl, names)
     theirs, ours = names[::2], names[1::2]
     read_end, write_end = os.pipe()
-    with forking():
-        pid = os.fork()
-    if pid == 0:  # the child: never returns
-        code = 1
-        try:
-            os.close(read_end)
-            os.write(write_end, json.dumps(_draw_and_save(run_dir, sl, theirs)).encode())
-            code = 0
-        finally:
-            os._exit(code)
+
+    def child() -> int:
+        os.write(write_end, json.dumps(_draw_and_save(run_dir, sl, theirs)).encode())
+        return 0
+
+    pid = fork_child(child, close=(read_end,))
     os.close(write_end)
     try:
         done = _draw_and_save(run_dir, sl, ours)

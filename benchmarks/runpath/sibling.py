@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 
-from ..forking import fork_is_safe, forking
+from ..forking import fork_child, fork_is_safe
 
 __all__ = ["SIBLING", "Sibling", "split_engines"]
 
@@ -60,16 +60,7 @@ class Sibling:
         ``serve(requests fd, replies fd)``'s status (``serve`` starts its watchdog on the worker)."""
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
-        with forking():
-            pid = os.fork()
-        if pid == 0:  # the sibling: never returns
-            code = 1
-            try:
-                for fd in (*inherited, req_w, rep_r):
-                    os.close(fd)
-                code = serve(req_r, rep_w)
-            finally:
-                os._exit(code)
+        pid = fork_child(lambda: serve(req_r, rep_w), close=(*inherited, req_w, rep_r))
         os.close(req_r)
         os.close(rep_w)
         return cls(pid, engines, req_w, rep_r)

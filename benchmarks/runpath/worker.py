@@ -79,6 +79,13 @@ def _watchdog(parent: int) -> None:
             os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
+def _watch(parent: int) -> None:
+    """Start the watchdog on ``parent``, and end now if it is already gone (it died before the watchdog ran)."""
+    threading.Thread(target=_watchdog, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
 class _Forward(logging.Handler):
     def __init__(self, send: Callable[[dict], None]) -> None:
         super().__init__(logging.INFO)
@@ -133,12 +140,10 @@ def worker_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overrides", default="{}")
     ap.add_argument("--prepare", default="", help="comma-separated engines whose PPLs to import before 'ready'")
     a = ap.parse_args(argv)
-    threading.Thread(target=_watchdog, args=(a.parent,), daemon=True).start()
+    _watch(a.parent)
     cpus = os.environ.get("EIGHT_SCHOOLS_CPUS")
     if cpus:  # this worker's share of the machine (a Dask LocalCluster's split), before any thread starts
         os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
-    if os.getppid() != a.parent:  # the parent died before the watchdog started
-        os.killpg(os.getpgrp(), signal.SIGKILL)
     channel = _Channel(a.replies)
     engines_log = logging.getLogger("benchmarks.engines")
     engines_log.setLevel(logging.INFO)
@@ -166,9 +171,7 @@ def worker_main(argv: list[str] | None = None) -> int:
         worker = os.getpid()
 
         def serve_theirs(requests_fd: int, replies_fd: int) -> int:  # in the sibling, after the fork
-            threading.Thread(target=_watchdog, args=(worker,), daemon=True).start()  # it watches the worker
-            if os.getppid() != worker:
-                os.killpg(os.getpgrp(), signal.SIGKILL)
+            _watch(worker)  # it watches the worker as the worker watches the client
             channel = _Channel(replies_fd)
             forward._send = channel.send  # its engines' log messages go to the worker, which passes them on
             return _serve(requests_fd, channel, theirs, (requests_fd, replies_fd))
