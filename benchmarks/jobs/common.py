@@ -132,7 +132,7 @@ def run_specs(name: str, specs: list[RunSpec], run_dir: Path, a: RunOptions | ar
         except BaseException:
             executor.close()
             raise
-        # this machine's worker exits (its interpreter's teardown, the check's helper, httpstan's pool)
+        # this machine's worker exits (its sibling, the checks' helpers, httpstan's pool)
         # while ``finish`` writes the report: nothing is timed any more, and the command waits for it below
         closing = None
         if isinstance(executor, SerialExecutor):

@@ -26,7 +26,7 @@ from models.provenance import cpu_model
 from reference import posterior
 from reference.check import CheckInputError, check
 
-from ..engines import ENGINES, KNOWN_BREAKS, availability, check_capabilities, get_engine, known_break
+from ..engines import ENGINES, KNOWN_BREAKS, availability, check_capabilities, get_engine
 from ..engines.base import REUSED, SAMPLE_STATS
 from ..engines.convert import to_datatree
 from . import checker
@@ -118,7 +118,7 @@ def execute(wire: dict) -> dict:
         result = engine.run(problem, settings)
     except Exception as e:  # noqa: BLE001 - a failing engine is a record and the matrix goes on
         text = f"{type(e).__name__}: {e}"
-        kb = known_break(engine_name, text) or next((k for k in breaks if k.matches(text)), None)
+        kb = next((k for k in breaks if k.matches(text)), None)
         rec.update(error=text.splitlines()[0][:2000], error_kind="known-break" if kb else "error",
                    error_link=kb.upstream if kb else None, engine_call_s=time.perf_counter() - t0,
                    traceback=traceback.format_exc()[-4000:])
